@@ -1,0 +1,48 @@
+"""Data loading for defectkit: image/mask decoding with explicit conversion rules,
+the resize/crop step, data-set layouts (MVTec AD, MVTec 3D-AD, generic folders),
+batched loading, and a procedurally generated demo category.
+
+Data sets only list files (``Sample``); pixels are decoded later with
+``load_images``/``load_masks`` so listing is cheap and splits work on records.
+"""
+
+from .batches import load_images, load_masks
+from .demo import DEFECT_TYPES as DEMO_DEFECT_TYPES
+from .demo import make_demo_dataset
+from .folder import FolderDataset, MVTec3DCategory, is_mvtec3d_category, load_dataset, mvtec3d_category
+from .images import (
+    IMAGE_EXTENSIONS,
+    ImageReadError,
+    is_image_file,
+    list_images,
+    read_image,
+    read_mask,
+    resize_mask,
+)
+from .mvtec import MVTecCategory, is_mvtec_category
+from .preprocess import Preprocess
+from .samples import DatasetLayoutError, Sample
+
+__all__ = [
+    "DEMO_DEFECT_TYPES",
+    "DatasetLayoutError",
+    "FolderDataset",
+    "IMAGE_EXTENSIONS",
+    "ImageReadError",
+    "MVTec3DCategory",
+    "MVTecCategory",
+    "Preprocess",
+    "Sample",
+    "is_image_file",
+    "is_mvtec3d_category",
+    "is_mvtec_category",
+    "list_images",
+    "load_dataset",
+    "load_images",
+    "load_masks",
+    "make_demo_dataset",
+    "mvtec3d_category",
+    "read_image",
+    "read_mask",
+    "resize_mask",
+]
