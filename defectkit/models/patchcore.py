@@ -1,0 +1,120 @@
+"""PatchCore (Roth et al., CVPR 2022): a memory bank of normal patch features, scored by NN distance.
+
+The baseline every seed paper compares against. Training is feature extraction plus a
+greedy coreset, no gradient steps; a location's score is the distance from its patch
+feature to the nearest feature in the bank, and the image score is the largest patch
+score reweighted by how isolated that nearest bank entry is (paper, eq. 7).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Dict, List, Optional, Tuple
+
+import torch
+
+from ..features import fuse_stages, upsample_maps
+from .base import AnomalyModel, register_method
+from .coreset import greedy_coreset
+from .nearest_neighbour import NearestNeighbourIndex
+
+
+@register_method
+class PatchCore(AnomalyModel):
+    method = "patchcore"
+
+    def __init__(
+        self,
+        backbone: str = "efficientnet_lite0",
+        weights: Optional[str] = None,
+        image_size: int = 256,
+        crop_size: Optional[int] = None,
+        device: str = "auto",
+        seed: int = 0,
+        batch_size: int = 8,
+        cache_dir: Optional[str] = None,
+        use_cache: bool = True,
+        strides: Tuple[int, ...] = (8, 16),
+        patch_size: int = 3,
+        coreset_ratio: float = 0.1,
+        projection_dim: int = 32,
+        num_neighbours: int = 9,
+        blur_sigma: float = 4.0,
+        search_backend: str = "auto",
+    ):
+        super().__init__(backbone, weights, image_size, crop_size, device, seed, batch_size, cache_dir, use_cache)
+        self.strides = tuple(strides)
+        self.patch_size = patch_size
+        self.coreset_ratio = coreset_ratio
+        self.projection_dim = projection_dim
+        self.num_neighbours = num_neighbours
+        self.blur_sigma = blur_sigma
+        self.search_backend = search_backend
+        self.memory_bank: Optional[torch.Tensor] = None
+        self._index: Optional[NearestNeighbourIndex] = None
+
+    def patch_features(self, stage_features: Dict[int, torch.Tensor]) -> torch.Tensor:
+        """{stride: N x C x h x w} -> N x h x w x D patch features."""
+        return fuse_stages(stage_features, self.strides, self.patch_size).permute(0, 2, 3, 1)
+
+    def _fit(self, paths: List[Path], progress: bool) -> None:
+        import time
+
+        t0 = time.perf_counter()
+        feats = self.patch_features(self.feature_extractor(self.strides)(paths))
+        bank = feats.reshape(-1, feats.shape[-1])
+        t1 = time.perf_counter()
+        keep = greedy_coreset(bank, self.coreset_ratio, self.projection_dim, self.seed, progress)
+        self.memory_bank = bank[keep].contiguous()
+        self._index = None
+        self.fit_info_.update(
+            feature_seconds=t1 - t0,
+            coreset_seconds=time.perf_counter() - t1,
+            bank_size=int(self.memory_bank.shape[0]),
+            patches=int(bank.shape[0]),
+        )
+
+    @property
+    def index(self) -> NearestNeighbourIndex:
+        if self._index is None:
+            self._index = NearestNeighbourIndex(self.memory_bank.to(self.device), self.search_backend)
+        return self._index
+
+    def _predict_tensor(self, images: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
+        feats = self.patch_features(self.feature_extractor(self.strides).run_backbone(images))
+        n, h, w, d = feats.shape
+        flat = feats.reshape(-1, d)
+        dist, nn_idx = self.index.search(flat, k=1)
+        patch_scores = dist[:, 0].reshape(n, h * w)
+        maps = upsample_maps(patch_scores.reshape(n, 1, h, w), self.preprocess.output_size, self.blur_sigma)
+        image_scores = self.reweighted_max(flat.reshape(n, h * w, d), patch_scores, nn_idx[:, 0].reshape(n, h * w))
+        return image_scores, maps
+
+    def reweighted_max(self, feats: torch.Tensor, patch_scores: torch.Tensor, nn_idx: torch.Tensor) -> torch.Tensor:
+        """Paper eq. 7: s = (1 - softmax_j(-... )) weighting of the max patch distance.
+
+        With m* the bank entry nearest to the most anomalous test patch and N_b(m*) its
+        b nearest bank neighbours (m* included), the weight is
+        ``1 - exp(|f - m*|) / sum_{m in N_b(m*)} exp(|f - m|)``: a patch whose nearest
+        normal feature sits in a sparse region of the bank gets a higher score.
+        """
+        best = patch_scores.argmax(dim=1)
+        rows = torch.arange(len(best), device=best.device)
+        s_star = patch_scores[rows, best]
+        if self.num_neighbours <= 1:
+            return s_star
+        worst_feat = feats[rows, best]  # N x D
+        m_star = nn_idx[rows, best]  # N
+        bank = self.memory_bank.to(worst_feat.device)
+        k = min(self.num_neighbours, bank.shape[0])
+        _, support = self.index.search(bank[m_star], k=k)  # N x k (m* itself first)
+        d = torch.linalg.vector_norm(worst_feat[:, None, :] - bank[support], dim=-1)  # N x k
+        weight = 1.0 - torch.softmax(d, dim=1)[:, 0]
+        return weight * s_star
+
+    def _get_state(self) -> Dict[str, Any]:
+        return {"memory_bank": self.memory_bank.cpu()}
+
+    def _set_state(self, state: Dict[str, Any]) -> None:
+        self.memory_bank = state["memory_bank"]
+        self._index = None

@@ -1,0 +1,66 @@
+"""Patch features, smoothing and the on-disk feature cache."""
+
+import numpy as np
+import torch
+from PIL import Image
+from scipy import ndimage
+
+from defectkit.backbones import create_backbone
+from defectkit.data.preprocess import Preprocess
+from defectkit.feature_cache import FeatureExtractor
+from defectkit.features import aggregate_neighbourhood, fuse_stages, gaussian_blur
+
+
+def test_neighbourhood_average_matches_scipy_inside():
+    f = torch.rand(1, 2, 9, 9)
+    got = aggregate_neighbourhood(f, 3)[0].numpy()
+    ref = ndimage.uniform_filter(f[0].numpy(), size=(1, 3, 3), mode="constant")
+    np.testing.assert_allclose(got[:, 1:-1, 1:-1], ref[:, 1:-1, 1:-1], rtol=1e-5, atol=1e-6)
+    # corners average only their 4 real neighbours
+    np.testing.assert_allclose(got[:, 0, 0], f[0, :, :2, :2].mean(dim=(1, 2)).numpy(), rtol=1e-5)
+
+
+def test_fuse_stages_grid_and_channels():
+    feats = {8: torch.rand(2, 5, 8, 8), 16: torch.rand(2, 7, 4, 4)}
+    out = fuse_stages(feats, (8, 16), 3)
+    assert out.shape == (2, 12, 8, 8)
+
+
+def test_gaussian_blur_matches_scipy():
+    x = torch.rand(1, 1, 64, 64)
+    got = gaussian_blur(x, 4.0)[0, 0].numpy()
+    ref = ndimage.gaussian_filter(x[0, 0].numpy().astype(np.float64), 4.0, mode="mirror", truncate=4.0)
+    np.testing.assert_allclose(got, ref, atol=1e-5)
+
+
+def test_feature_cache_hits_and_is_keyed_by_content(tmp_path):
+    rng = np.random.default_rng(0)
+    paths = []
+    for i in range(3):
+        p = tmp_path / f"img{i}.png"
+        Image.fromarray(rng.integers(0, 255, (40, 50, 3), dtype=np.uint8)).save(p)
+        paths.append(p)
+    bb = create_backbone("efficientnet_lite0")
+    fx = FeatureExtractor(bb, Preprocess(64), (8, 16), torch.device("cpu"), cache_dir=tmp_path / "cache")
+    first = fx(paths)
+    files = sorted(fx.cache_dir.glob("*.pt"))
+    assert len(files) == 3
+    second = fx(paths)
+    for s in (8, 16):
+        assert torch.equal(first[s], second[s])
+    # the cache is really read: corrupting an entry's content changes the result
+    entry = torch.load(files[0])
+    entry[8] = entry[8] + 1
+    torch.save(entry, files[0])
+    third = fx(paths)
+    assert any(not torch.equal(first[8][i], third[8][i]) for i in range(3))
+    # editing an image misses the cache instead of returning stale features
+    Image.fromarray(rng.integers(0, 255, (40, 50, 3), dtype=np.uint8)).save(paths[1])
+    fourth = fx(paths)
+    assert not torch.equal(fourth[8][1], first[8][1])
+    assert len(list(fx.cache_dir.glob("*.pt"))) == 4
+    # other preprocessing -> other cache folder
+    other = FeatureExtractor(bb, Preprocess(96), (8, 16), torch.device("cpu"), cache_dir=tmp_path / "cache")
+    assert other.cache_dir != fx.cache_dir
+    uncached = FeatureExtractor(bb, Preprocess(64), (8, 16), torch.device("cpu"), use_cache=False)(paths)
+    assert torch.allclose(uncached[16], fourth[16], rtol=1e-4, atol=1e-4)  # batch size may change the conv algorithm
