@@ -1,0 +1,514 @@
+"""``defectkit`` command line: a thin layer over the library.
+
+Every command maps to a few library calls (``method_class``/``fit``/``save``,
+``evaluate_model``, ``write_report``, ``run_benchmark``); the CLI only parses options,
+prints, and turns user errors (missing folder, bad layout, unreadable model file,
+unknown method or backbone) into one line ``defectkit: error: ...`` with exit code 2
+instead of a traceback (``--debug`` shows the traceback).
+"""
+
+from __future__ import annotations
+
+import argparse
+import ast
+import csv
+import datetime as _dt
+import json
+import re
+import sys
+import time
+from pathlib import Path
+from typing import Any, Dict, List, Optional, Sequence, Tuple
+
+from . import __version__
+
+DEFAULT_BACKBONE = "efficientnet_lite0"
+#: Demo category size: large enough for meaningful metrics, small enough to finish in
+#: well under two minutes on a 2-core CPU.
+DEMO_DATA = {"n_train": 40, "n_test_good": 10, "n_test_defect": 15, "size": 256}
+#: Files read per step by ``predict`` (bounds memory on large folders).
+PREDICT_CHUNK = 32
+
+
+# ------------------------------------------------------------------------------ options
+def parse_param(text: str) -> Tuple[str, Any]:
+    """``KEY=VALUE`` -> (key, value); VALUE is a Python literal if it parses, else a string."""
+    key, sep, value = text.partition("=")
+    key = key.strip()
+    if not sep or not key:
+        raise argparse.ArgumentTypeError(f"expected KEY=VALUE, got {text!r}")
+    try:
+        return key, ast.literal_eval(value)
+    except (ValueError, SyntaxError):
+        return key, value
+
+
+def _params(args) -> Dict[str, Any]:
+    return dict(getattr(args, "param", None) or [])
+
+
+def _positive_int(text: str) -> int:
+    try:
+        v = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if v <= 0:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
+    return v
+
+
+def _debug_parent() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(add_help=False)
+    # SUPPRESS: a subcommand's default must not reset a --debug given before it.
+    p.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
+                   help="show full tracebacks instead of one-line errors")
+    return p
+
+
+def _model_parent() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(add_help=False)
+    g = p.add_argument_group("model options")
+    g.add_argument("--backbone", default=DEFAULT_BACKBONE, help=f"feature backbone (default {DEFAULT_BACKBONE}); "
+                   "see `defectkit backbones`")
+    g.add_argument("--weights", metavar="PATH", help="backbone weights file (default: the packaged ImageNet weights)")
+    g.add_argument("--image-size", type=_positive_int, default=256, help="resize images to this square size (default 256)")
+    g.add_argument("--crop-size", type=_positive_int, default=None, help="center crop after resizing (default: none)")
+    g.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    g.add_argument("--param", type=parse_param, action="append", metavar="KEY=VALUE",
+                   help="method parameter, repeatable (e.g. --param coreset_ratio=0.05)")
+    return p
+
+
+def _runtime_parent(batch_default: Optional[int]) -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(add_help=False)
+    g = p.add_argument_group("runtime options")
+    g.add_argument("--device", default="auto", help="auto | cpu | cuda[:N] (default auto)")
+    g.add_argument("--batch-size", type=_positive_int, default=batch_default,
+                   help=f"images per forward pass (default {batch_default or 'the model file'})")
+    g.add_argument("--cache-dir", metavar="DIR", help="feature/demo-data cache (default $DEFECTKIT_CACHE_DIR or ~/.cache/defectkit)")
+    g.add_argument("--no-cache", action="store_true", help="do not read or write cached backbone features")
+    return p
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="defectkit",
+        description="Industrial visual anomaly detection: train, test, predict, benchmark.",
+    )
+    parser.add_argument("--version", action="version", version=f"defectkit {__version__}")
+    parser.add_argument("--debug", action="store_true", default=False, help="show full tracebacks")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    dbg, model, run_train, run_loaded = _debug_parent(), _model_parent(), _runtime_parent(8), _runtime_parent(None)
+
+    p = sub.add_parser("train", parents=[model, run_train, dbg], help="fit a model on normal images and save it",
+                       description="Fit a model on normal images (MVTec AD / MVTec 3D-AD category: its train/good; "
+                       "or a plain folder of normal images) and save it to one file.")
+    p.add_argument("--method", default="patchcore", help="method name (see `defectkit methods`; default patchcore)")
+    p.add_argument("--data", required=True, metavar="DIR", help="category folder or folder of normal images")
+    p.add_argument("--out", required=True, metavar="MODEL", help="model file to write (e.g. model.pt)")
+    p.add_argument("--force", action="store_true", help="replace an existing model file")
+    p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("test", parents=[run_loaded, dbg], help="evaluate a saved model on a labelled category",
+                       description="Evaluate a saved model on a category's test split: metrics, per-image CSV, "
+                       "report with overlays.")
+    p.add_argument("--model", required=True, metavar="MODEL", help="model file written by `defectkit train`")
+    p.add_argument("--data", required=True, metavar="DIR", help="MVTec AD or MVTec 3D-AD category folder")
+    p.add_argument("--out", metavar="DIR", help="output folder (default runs/test-<model>-<time>)")
+    p.add_argument("--examples", type=int, default=6, help="overlay examples in the report (default 6)")
+    p.set_defaults(func=cmd_test)
+
+    p = sub.add_parser("predict", parents=[run_loaded, dbg], help="score new images with a saved model",
+                       description="Score images (files and/or folders) with a saved model; unreadable files are "
+                       "reported and skipped.")
+    p.add_argument("--model", required=True, metavar="MODEL", help="model file written by `defectkit train`")
+    p.add_argument("--input", required=True, nargs="+", metavar="PATH", help="image files and/or folders")
+    p.add_argument("--out", required=True, metavar="DIR", help="output folder (scores.csv, <name>_overlay.png)")
+    p.add_argument("--threshold", type=float, help="image score above which an image is anomalous "
+                   "(default: the threshold stored in the model, if any)")
+    p.set_defaults(func=cmd_predict)
+
+    p = sub.add_parser("benchmark", parents=[model, run_train, dbg], help="methods x categories x seeds, with a summary",
+                       description="Fit and evaluate every method on every category with every seed; writes "
+                       "results.csv, results.json and summary.md.")
+    p.add_argument("--methods", nargs="+", default=["patchcore"], help="method names (default patchcore)")
+    p.add_argument("--data", nargs="+", required=True, metavar="DIR", help="category folders (or a root holding them)")
+    p.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2], help="seeds (default 0 1 2)")
+    p.add_argument("--out", metavar="DIR", help="output folder (default benchmarks/results/<methods>-<backbone>-<date>)")
+    p.add_argument("--force", action="store_true", help="replace an existing results.csv in --out")
+    p.add_argument("--cache", action="store_true", help="reuse cached backbone features across runs (faster; "
+                   "train_seconds then excludes feature extraction for cached images)")
+    p.set_defaults(func=cmd_benchmark)
+
+    p = sub.add_parser("demo", parents=[model, run_train, dbg], help="train and test on a generated category (no download)",
+                       description="Generate a small demo category, train a model, evaluate it and write a report.")
+    p.add_argument("--method", default="patchcore", help="method name (default patchcore)")
+    p.add_argument("--out", metavar="DIR", help="output folder (default runs/demo-<time>)")
+    p.add_argument("--force", action="store_true", help="replace an existing report/model in --out")
+    p.set_defaults(func=cmd_demo)
+
+    p = sub.add_parser("backbones", parents=[dbg], help="list the available backbones")
+    p.set_defaults(func=cmd_backbones)
+    p = sub.add_parser("methods", parents=[dbg], help="list the available methods")
+    p.set_defaults(func=cmd_methods)
+
+    _add_synth(sub)
+    return parser
+
+
+def _add_synth(sub) -> None:
+    """``defectkit synth`` lives in defectkit/synth/cli.py; absent if that module is not there."""
+    try:
+        from .synth.cli import add_synth_subcommand, run_synth
+    except ModuleNotFoundError as exc:
+        if exc.name in ("defectkit.synth", "defectkit.synth.cli"):
+            return
+        broken: Optional[BaseException] = exc
+    except ImportError as exc:
+        broken = exc
+    else:
+        add_synth_subcommand(sub).set_defaults(func=run_synth)
+        return
+    # The module exists but cannot be imported (e.g. a missing optional package): say so when used.
+    p = sub.add_parser("synth", help="preview synthetic anomalies (unavailable: see error)")
+    p.add_argument("rest", nargs=argparse.REMAINDER)
+    message = f"the synth command cannot be loaded: {broken}"
+
+    def unavailable(_args) -> int:
+        raise ValueError(message)
+
+    p.set_defaults(func=unavailable)
+
+
+# ------------------------------------------------------------------------------ helpers
+def _stamp() -> str:
+    return _dt.datetime.now().strftime("%Y%m%d-%H%M%S")
+
+
+def _slug(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_.+-]+", "_", text)
+
+
+def _common_kwargs(args, batch_default: int = 8) -> Dict[str, Any]:
+    return {
+        "backbone": args.backbone,
+        "weights": args.weights,
+        "image_size": args.image_size,
+        "crop_size": args.crop_size,
+        "device": args.device,
+        "seed": args.seed,
+        "batch_size": args.batch_size or batch_default,
+        "cache_dir": args.cache_dir,
+        "use_cache": not args.no_cache,
+    }
+
+
+def _training_data(path: str) -> Tuple[list, str]:
+    """(normal training items, name) from a category folder or a plain folder of images."""
+    from .data import DatasetLayoutError, list_images, load_dataset
+
+    p = Path(path)
+    if not p.exists():
+        raise FileNotFoundError(f"data folder not found: '{p}'")
+    try:
+        ds = load_dataset(p)
+        return ds.train, ds.name
+    except DatasetLayoutError as exc:
+        images = list_images(p) if p.is_dir() else []
+        if images:
+            return images, p.name
+        raise DatasetLayoutError(f"{exc}; nor a plain folder of normal images (no images directly inside)") from None
+
+
+def _load_model(args):
+    from .models import load_model
+
+    model = load_model(args.model, device=args.device)
+    if args.batch_size:
+        model.batch_size = args.batch_size
+    if args.cache_dir:
+        model.cache_dir = args.cache_dir
+    if args.no_cache:
+        model.use_cache = False
+    return model
+
+
+def _fit_info_line(info: Dict[str, Any]) -> str:
+    parts = []
+    for k, v in info.items():
+        parts.append(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}")
+    return " ".join(parts)
+
+
+def _model_params(model) -> Dict[str, Any]:
+    from .evaluation import environment_info
+
+    params = {"method": model.method}
+    params.update(model.get_params())
+    params.pop("cache_dir", None)
+    params["resolution"] = model.preprocess.output_size
+    params["fit_info"] = dict(model.fit_info_)
+    env = environment_info(model.device)
+    params["versions"] = {k: env[k] for k in ("defectkit_version", "torch_version", "numpy_version", "python_version")}
+    params["machine"] = env["machine"]
+    return params
+
+
+def _evaluate_and_report(model, dataset, out: Path, title: str, n_examples: int, extra: Dict[str, Any]) -> Path:
+    """Shared by ``test`` and ``demo``: metrics to stdout, per-image CSV, overlays, report."""
+    from .evaluation import evaluate_model, write_per_image_csv
+    from .overlay import write_example_overlays
+    from .report import metrics_text_table, write_report
+
+    result = evaluate_model(model, dataset, progress=True)
+    print(metrics_text_table(result.metrics))
+    print(f"inference: {result.infer_ms_per_image:.1f} ms/image over {result.n_images} images "
+          f"(batch {result.batch_size}, {model.device})")
+    csv_path = write_per_image_csv(result, out / "per_image.csv")
+    (out / "metrics.json").write_text(json.dumps(result.metrics, indent=1) + "\n")
+    examples = write_example_overlays(result, model.preprocess, out / "overlays", limit=n_examples)
+    params = dict(extra)
+    params.update(_model_params(model))
+    params["test_images"] = result.n_images
+    params["infer_ms_per_image"] = result.infer_ms_per_image
+    report = write_report(out, title, result.metrics, result.rows, examples, params)
+    print(f"per-image scores: {csv_path}")
+    return report
+
+
+# ----------------------------------------------------------------------------- commands
+def cmd_train(args) -> int:
+    from .benchmark import build_model
+
+    out = Path(args.out)
+    if out.exists() and not args.force:
+        raise FileExistsError(f"{out} already exists; pass --force to replace it")
+    items, name = _training_data(args.data)
+    model = build_model(args.method, _params(args), **_common_kwargs(args))
+    print(f"training {args.method} ({args.backbone}, {args.image_size}px"
+          f"{f', crop {args.crop_size}' if args.crop_size else ''}) on {len(items)} normal images of '{name}'")
+    model.fit(items, progress=True)
+    model.save(out, overwrite=args.force)
+    print(f"model: {out}")
+    print(f"fit_info: {_fit_info_line(model.fit_info_)}")
+    return 0
+
+
+def cmd_test(args) -> int:
+    from .data import load_dataset
+
+    model = _load_model(args)
+    dataset = load_dataset(args.data)
+    out = Path(args.out or Path("runs") / f"test-{_slug(Path(args.model).stem)}-{_stamp()}")
+    title = f"defectkit test: {model.method} on {dataset.name}"
+    report = _evaluate_and_report(model, dataset, out, title, args.examples,
+                                  {"model_file": str(args.model), "data": str(args.data)})
+    print(f"report: {report}")
+    return 0
+
+
+def _expand_inputs(inputs: Sequence[str]) -> List[Path]:
+    """Files as given, plus every non-hidden file directly inside each folder (sorted).
+
+    Folders are not filtered by extension: a file that is not an image is reported
+    with its reason rather than silently ignored.
+    """
+    files: List[Path] = []
+    for item in inputs:
+        p = Path(item)
+        if p.is_dir():
+            files.extend(sorted((c for c in p.iterdir() if c.is_file() and not c.name.startswith(".")),
+                                key=lambda c: c.name))
+        elif p.exists():
+            files.append(p)
+        else:
+            raise FileNotFoundError(f"input not found: '{p}'")
+    if not files:
+        raise FileNotFoundError(f"no files found in {', '.join(repr(str(i)) for i in inputs)}")
+    return files
+
+
+def _unique_names(paths: Sequence[Path]) -> List[str]:
+    """``<stem>_overlay.png``, with -2, -3 ... when two inputs share a stem."""
+    seen: Dict[str, int] = {}
+    names = []
+    for p in paths:
+        stem = _slug(p.stem) or "image"
+        n = seen.get(stem, 0) + 1
+        seen[stem] = n
+        names.append(f"{stem}_overlay.png" if n == 1 else f"{stem}-{n}_overlay.png")
+    return names
+
+
+def cmd_predict(args) -> int:
+    import numpy as np
+    from tqdm.auto import tqdm
+
+    from .data import load_images
+    from .overlay import save_overlay, to_uint8_rgb
+
+    model = _load_model(args)
+    files = _expand_inputs(args.input)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    stored = model.fit_info_.get("threshold")
+    if args.threshold is not None:
+        threshold, source = args.threshold, "--threshold"
+    elif isinstance(stored, (int, float)):
+        threshold, source = float(stored), "model file"
+    else:
+        threshold, source = None, ""
+
+    kept: List[Path] = []
+    scores: List[float] = []
+    rgbs: List[np.ndarray] = []
+    maps: List[np.ndarray] = []
+    skipped = 0
+    bar = tqdm(total=len(files), desc="predict", unit="file", leave=False)
+    for start in range(0, len(files), PREDICT_CHUNK):
+        chunk = files[start : start + PREDICT_CHUNK]
+        batch, ok, errors = load_images(chunk, model.preprocess, on_error="skip")
+        for path, reason in errors:
+            skipped += 1
+            tqdm.write(f"skipped {path}: {reason}", file=sys.stderr)
+        if len(ok):
+            s, m = model.predict(batch)
+            kept.extend(Path(p) for p in ok)
+            scores.extend(float(x) for x in s)
+            maps.extend(np.asarray(m, dtype=np.float32))
+            rgbs.extend(to_uint8_rgb(t) for t in batch)
+        bar.update(len(chunk))
+    bar.close()
+    if not kept:
+        raise ValueError(f"none of the {len(files)} input files could be read as an image")
+
+    # One colour scale for all overlays of this run, so they can be compared.
+    vmin = float(min(m.min() for m in maps))
+    vmax = float(max(m.max() for m in maps))
+    names = _unique_names(kept)
+    with open(out / "scores.csv", "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["path", "score", "is_anomalous", "overlay"])
+        for path, score, rgb, amap, name in zip(kept, scores, rgbs, maps, names):
+            save_overlay(out / name, rgb, amap, vmin, vmax)
+            flag = "" if threshold is None else int(score >= threshold)
+            w.writerow([str(path), repr(score), flag, name])
+            print(f"{path}: {score:.4g}" + ("" if threshold is None else (" ANOMALOUS" if flag else " ok")))
+    print(f"scored {len(kept)} of {len(files)} files ({skipped} skipped); overlay colour scale "
+          f"[{vmin:.4g}, {vmax:.4g}] = min/max over these images")
+    if threshold is None:
+        print("no threshold: is_anomalous left empty (pass --threshold X)")
+    else:
+        print(f"threshold {threshold:.4g} (from {source})")
+    print(f"scores: {out / 'scores.csv'}")
+    return 0
+
+
+def cmd_benchmark(args) -> int:
+    from .benchmark import format_table, run_benchmark, summarise
+
+    date = _dt.date.today().strftime("%Y%m%d")
+    out = Path(args.out or Path("benchmarks") / "results" / _slug(f"{'+'.join(args.methods)}-{args.backbone}-{date}"))
+    command = " ".join(["defectkit"] + [a for a in (args._argv or [])])
+    rows = run_benchmark(
+        args.methods, args.data, backbone=args.backbone, seeds=args.seeds, weights=args.weights,
+        image_size=args.image_size, crop_size=args.crop_size, device=args.device, out_dir=out,
+        method_params=_params(args), progress=True, overwrite=args.force, batch_size=args.batch_size or 8,
+        cache_dir=args.cache_dir, use_cache=args.cache and not args.no_cache, command=command,
+    )
+    print(format_table(summarise(rows)))
+    print(f"results: {out / 'results.csv'}")
+    print(f"summary: {out / 'summary.md'}")
+    return 0
+
+
+def cmd_demo(args) -> int:
+    from .benchmark import build_model
+    from .data import load_dataset, make_demo_dataset
+    from .feature_cache import default_cache_dir
+
+    start = time.perf_counter()
+    out = Path(args.out or Path("runs") / f"demo-{_stamp()}")
+    model_path = out / "model.pt"
+    if not args.force and (model_path.exists() or (out / "report.html").exists()):
+        raise FileExistsError(f"{out} already holds a demo run; pass --force or choose another --out")
+    data_root = Path(args.cache_dir or default_cache_dir()) / "demo_data"
+    root = make_demo_dataset(data_root, seed=args.seed, **DEMO_DATA)
+    dataset = load_dataset(root)
+    print(f"demo data: {root} ({len(dataset.train)} train, {len(dataset.test)} test images, "
+          f"defects: {', '.join(dataset.defect_types)})")
+    model = build_model(args.method, _params(args), **_common_kwargs(args))
+    print(f"training {args.method} ({args.backbone}, {args.image_size}px) ...")
+    model.fit(dataset, progress=True)
+    model.save(model_path, overwrite=True)
+    print(f"trained in {model.fit_info_.get('train_seconds', float('nan')):.1f} s; model: {model_path}")
+    title = f"defectkit demo: {args.method} on a generated category"
+    report = _evaluate_and_report(model, dataset, out, title, 6, {"data": str(root)})
+    print(f"done in {time.perf_counter() - start:.1f} s")
+    print(f"report: {report}")
+    return 0
+
+
+def cmd_backbones(args) -> int:
+    from .backbones import list_backbones
+
+    for name in list_backbones():
+        print(name)
+    return 0
+
+
+def cmd_methods(args) -> int:
+    from .models import available_methods, method_class
+
+    for name in available_methods():
+        doc = (method_class(name).__doc__ or sys.modules[method_class(name).__module__].__doc__ or "").strip()
+        print(f"{name:<12} {doc.splitlines()[0] if doc else ''}".rstrip())
+    return 0
+
+
+# --------------------------------------------------------------------------------- main
+def _user_errors() -> Tuple[type, ...]:
+    from .data import DatasetLayoutError, ImageReadError
+
+    return (FileNotFoundError, FileExistsError, NotADirectoryError, PermissionError, ValueError, KeyError,
+            ImageReadError, DatasetLayoutError, RuntimeError, OSError)
+
+
+def _message(exc: BaseException) -> str:
+    if isinstance(exc, KeyError) and exc.args:
+        return str(exc.args[0])
+    text = str(exc) or type(exc).__name__
+    if isinstance(exc, RuntimeError) and not isinstance(exc, (NotImplementedError,)):
+        text += " (run with --debug for the traceback)"
+    return text
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    """Entry point; returns the exit code (0 ok, 2 user error, 130 interrupted)."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:  # argparse: --help, --version, usage errors
+        return int(exc.code or 0) if not isinstance(exc.code, str) else 2
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return 2
+    args._argv = argv
+    debug = bool(getattr(args, "debug", False))
+    try:
+        return int(args.func(args) or 0)
+    except KeyboardInterrupt:
+        if debug:
+            raise
+        print("defectkit: interrupted", file=sys.stderr)
+        return 130
+    except _user_errors() as exc:
+        if debug:
+            raise
+        print(f"defectkit: error: {_message(exc)}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())
