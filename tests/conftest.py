@@ -7,7 +7,7 @@ import pytest
 
 
 def shared_data_dir() -> Path:
-    """``<repo>/../shared/data`` (may not exist: CI and fresh clones lack it)."""
+    """``<repo>/../shared/data`` (may be absent in a fresh clone; CI has it)."""
     return Path(__file__).resolve().parents[1].parent / "shared" / "data"
 
 

@@ -4,6 +4,8 @@ import numpy as np
 import pytest
 import torch
 
+from conftest import MVTEC_BOTTLE, requires_shared_data
+
 from defectkit.data import make_demo_dataset
 from defectkit.data.mvtec import MVTecCategory
 from defectkit.metrics import image_auroc
@@ -93,3 +95,16 @@ def test_load_rejects_foreign_and_future_files(tmp_path):
     (tmp_path / "z.pt").write_text("not a model")
     with pytest.raises(ValueError, match="z.pt"):
         AnomalyModel.load(tmp_path / "z.pt")
+
+
+@pytest.mark.realdata
+@requires_shared_data
+def test_real_bottle_subset_end_to_end(tmp_path):
+    """Real MVTec bottle images: a small PatchCore separates good from broken bottles."""
+    data = MVTecCategory(MVTEC_BOTTLE)
+    good = [s for s in data.test if s.label == 0][:6]
+    bad = [s for s in data.test if s.defect_type == "broken_large"][:6]
+    model = PatchCore(image_size=128, device="cpu", cache_dir=str(tmp_path / "cache")).fit(data.train[:40], progress=False)
+    scores, maps = model.predict(good + bad)
+    assert image_auroc(np.array([0] * len(good) + [1] * len(bad)), scores) >= 0.9
+    assert maps.shape == (12, 128, 128)

@@ -3,7 +3,7 @@
 The baseline every seed paper compares against. Training is feature extraction plus a
 greedy coreset, no gradient steps; a location's score is the distance from its patch
 feature to the nearest feature in the bank, and the image score is the largest patch
-score reweighted by how isolated that nearest bank entry is (paper, eq. 7).
+score reweighted by how isolated that nearest bank entry is (paper, Sec. 3.3).
 """
 
 from __future__ import annotations
@@ -91,7 +91,7 @@ class PatchCore(AnomalyModel):
         return image_scores, maps
 
     def reweighted_max(self, feats: torch.Tensor, patch_scores: torch.Tensor, nn_idx: torch.Tensor) -> torch.Tensor:
-        """Paper eq. 7: s = (1 - softmax_j(-... )) weighting of the max patch distance.
+        """The paper's reweighting of the largest patch distance.
 
         With m* the bank entry nearest to the most anomalous test patch and N_b(m*) its
         b nearest bank neighbours (m* included), the weight is
