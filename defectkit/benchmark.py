@@ -15,9 +15,7 @@ import datetime as _dt
 import inspect
 import json
 import math
-import os
 import sys
-import tempfile
 import time
 from pathlib import Path
 from typing import Any, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple, Union
@@ -27,6 +25,7 @@ from tqdm.auto import tqdm
 
 from .data.folder import is_mvtec3d_category, load_dataset
 from .data.mvtec import is_mvtec_category
+from .atomic import atomic_write_text
 from .data.batches import load_images
 from .evaluation import environment_info, evaluate_model, peak_rss_mb, throughput_pair
 from .models.base import method_class
@@ -370,15 +369,7 @@ def format_table(summary: Sequence[Mapping[str, Any]]) -> str:
 
 # ---------------------------------------------------------------------------- writing
 def _atomic_write(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", newline="", encoding="utf-8") as f:
-            f.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    atomic_write_text(path, text)
 
 
 def _csv_value(v: Any) -> Any:

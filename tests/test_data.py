@@ -1,7 +1,6 @@
 """Tests for defectkit.data: conversions, errors, preprocessing, layouts, demo, batches."""
 
 import json
-import os
 from pathlib import Path
 
 import numpy as np

@@ -11,8 +11,6 @@ restating anything.
 from __future__ import annotations
 
 import inspect
-import os
-import tempfile
 import time
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence, Tuple, Type, Union
@@ -21,6 +19,7 @@ import numpy as np
 import torch
 
 from .. import __version__
+from ..atomic import atomic_torch_save
 from ..backbones import Backbone, create_backbone
 from ..data.batches import load_images
 from ..data.preprocess import Preprocess
@@ -193,15 +192,7 @@ class AnomalyModel:
             "fit_info": self.fit_info_,
             "state": self._get_state(),
         }
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-        os.close(fd)
-        try:
-            torch.save(payload, tmp)
-            os.replace(tmp, path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        atomic_torch_save(payload, path)
         return path
 
     @classmethod

@@ -5,25 +5,19 @@ from __future__ import annotations
 import copy
 import hashlib
 import io
-import os
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import torch
 
+from ...atomic import atomic_write_bytes
 from .diffusion import GaussianDiffusion
 from .unet import UNet, UNetConfig
 
 FORMAT = "defectkit.sdas"
 FORMAT_VERSION = 1
 
-
-def _file_mode() -> int:
-    umask = os.umask(0)
-    os.umask(umask)
-    return 0o666 & ~umask
 
 
 @dataclass
@@ -65,18 +59,7 @@ class SDASModel:
         buf = io.BytesIO()
         torch.save(self.state(), buf)
         data = buf.getvalue()
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name + ".", suffix=".tmp")
-        try:
-            with os.fdopen(fd, "wb") as f:
-                f.write(data)
-                f.flush()
-                os.fsync(f.fileno())
-            os.chmod(tmp, _file_mode())  # mkstemp makes 0600; give the usual umask-based mode
-            os.replace(tmp, path)
-        except BaseException:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
-            raise
+        atomic_write_bytes(path, data)
         return self.weights_hash()
 
     @classmethod

@@ -7,30 +7,20 @@ weights hash and the sampling settings, so retraining never serves stale samples
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
 
-from .model import SDASModel, _file_mode
+from ...atomic import atomic_write_bytes
+from .model import SDASModel
 
 POOL_FORMAT = "defectkit.sdas_pool"
 POOL_VERSION = 1
 
 
 def _atomic_write(path: Path, data: bytes) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name + ".", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.chmod(tmp, _file_mode())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    atomic_write_bytes(path, data)
 
 
 class SamplePool:
