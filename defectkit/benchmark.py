@@ -6,6 +6,11 @@ mean +- std over seeds. Doing that in one place keeps the methods comparable:
 the same data split (train/good only), the same ``evaluate_model``, the same
 timing. Results are written after every run (an interrupted benchmark keeps what it
 finished) and an existing ``results.csv`` is never replaced unless asked.
+
+A method spec may carry parameters, ``prn[use_msa=False,use_mf=False]``, so one
+benchmark holds a whole ablation table (column ``variant``). Supervised methods (PRN)
+can be given seen anomalies: ``seen_anomalies=N`` moves N defective test images into
+training by a seeded draw and evaluates on the reduced test set (PROTOCOL.md).
 """
 
 from __future__ import annotations
@@ -14,7 +19,9 @@ import csv
 import datetime as _dt
 import inspect
 import json
+import ast
 import math
+import re
 import sys
 import time
 from pathlib import Path
@@ -25,10 +32,11 @@ from tqdm.auto import tqdm
 
 from .data.folder import is_mvtec3d_category, load_dataset
 from .data.mvtec import is_mvtec_category
+from .data.seen_anomalies import draw_seen_anomalies, seen_file_names, seen_from_folder
 from .atomic import atomic_write_text
 from .data.batches import load_images
 from .evaluation import environment_info, evaluate_model, peak_rss_mb, throughput_pair
-from .models.base import method_class
+from .models.base import available_methods, method_class
 
 PathLike = Union[str, Path]
 
@@ -48,6 +56,7 @@ LEADING_COLUMNS = (
     "peak_rss_mb",
 )
 EXTRA_COLUMNS = (
+    "variant",
     "crop_size",
     "eval_resolution",
     "image_f1_max",
@@ -62,6 +71,9 @@ EXTRA_COLUMNS = (
     "chosen_epoch",
     "n_train",
     "n_test",
+    "seen_anomalies",
+    "seen_files",
+    "seen_dir",
     "batch_size",
     "device",
     "feature_cache",
@@ -83,6 +95,74 @@ _BASE_PARAMS = ("backbone", "weights", "image_size", "crop_size", "device", "see
 
 
 # ------------------------------------------------------------------ method parameters
+def parse_value(text: str) -> Any:
+    """A parameter value: a Python literal if it parses (``0.05``, ``(8, 16)``), true/false/none
+    in any case as True/False/None, otherwise the text itself (``torch``)."""
+    text = text.strip()
+    low = text.lower()
+    if low in ("true", "false"):
+        return low == "true"
+    if low == "none":
+        return None
+    try:
+        return ast.literal_eval(text)
+    except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError):
+        return text
+
+
+def _split_top_level(text: str) -> List[str]:
+    """Split at commas that are not inside brackets or quotes (``strides=(8,16),k=3`` -> 2 items)."""
+    items, depth, quote, start = [], 0, "", 0
+    for i, ch in enumerate(text):
+        if quote:
+            if ch == quote:
+                quote = ""
+        elif ch in "\"'":
+            quote = ch
+        elif ch in "([{":
+            depth += 1
+        elif ch in ")]}":
+            depth -= 1
+        elif ch == "," and depth == 0:
+            items.append(text[start:i])
+            start = i + 1
+    items.append(text[start:])
+    return [t for t in (x.strip() for x in items) if t]
+
+
+_SPEC = re.compile(r"^\s*([^\[\]\s]+)\s*(?:\[(.*)\])?\s*$", re.DOTALL)
+
+
+def parse_method_spec(spec: str) -> Tuple[str, Dict[str, Any]]:
+    """``"prn[use_msa=False,use_mf=False]"`` -> ``("prn", {"use_msa": False, "use_mf": False})``.
+
+    A plain name has no parameters. Values follow :func:`parse_value`. Only the syntax
+    is checked here; :func:`resolve_variants` checks names and keys.
+    """
+    match = _SPEC.match(spec)
+    if not match:
+        raise ValueError(f"bad method spec {spec!r}: expected NAME or NAME[key=value,...]")
+    name, inner = match.group(1), match.group(2)
+    params: Dict[str, Any] = {}
+    for item in _split_top_level(inner or ""):
+        key, sep, value = item.partition("=")
+        key = key.strip()
+        if not sep or not key:
+            raise ValueError(f"bad method spec {spec!r}: expected key=value, got {item!r}")
+        if key in params:
+            raise ValueError(f"bad method spec {spec!r}: {key!r} given twice")
+        params[key] = parse_value(value)
+    return name, params
+
+
+def accepts_seen(method: str) -> bool:
+    """Whether ``method``'s fit takes seen anomalies (``fit(train, progress, seen=...)``)."""
+    return "seen" in inspect.signature(method_class(method).fit).parameters
+
+
+def supervised_methods() -> List[str]:
+    return [m for m in available_methods() if accepts_seen(m)]
+
 def accepted_params(method: str) -> Optional[List[str]]:
     """Constructor keywords of a method beyond the shared ones; None if it takes **kwargs."""
     params = inspect.signature(method_class(method).__init__).parameters
@@ -129,6 +209,36 @@ def build_model(method: str, method_params: Optional[Mapping[str, Any]] = None, 
     return method_class(method)(**common, **params_for(method, method_params))
 
 
+def variant_params(spec: str, method_params: Optional[Mapping[str, Any]] = None,
+                   methods: Sequence[str] = ()) -> Tuple[str, Dict[str, Any]]:
+    """(method name, constructor params) of one method spec: ``method_params`` meant for it,
+    overridden by the spec's own ``[key=value]``. Unknown methods raise KeyError, unknown
+    keys ValueError naming the spec."""
+    name, own = parse_method_spec(spec)
+    method_class(name)  # KeyError naming the available methods
+    params = params_for(name, method_params, list(methods) or [name])
+    try:
+        params.update(params_for(name, own))
+    except ValueError as exc:
+        raise ValueError(f"method spec {spec.strip()!r}: {exc}") from None
+    return name, params
+
+
+def resolve_variants(specs: Sequence[str], method_params: Optional[Mapping[str, Any]] = None
+                     ) -> List[Tuple[str, str, Dict[str, Any]]]:
+    """``[(variant, method, params)]`` for method specs, duplicates dropped, all checked first."""
+    variants = list(dict.fromkeys(s.strip() for s in specs))
+    names = list(dict.fromkeys(parse_method_spec(v)[0] for v in variants))
+    return [(v, *variant_params(v, method_params, names)) for v in variants]
+
+
+def check_seen_supported(method: str, option: str = "--seen-anomalies") -> None:
+    """ValueError unless ``method`` learns from seen anomalies (say which methods do)."""
+    if not accepts_seen(method):
+        raise ValueError(f"method {method} is unsupervised; {option} applies to: "
+                         f"{', '.join(supervised_methods()) or 'no installed method'}")
+
+
 # ------------------------------------------------------------------------- data sets
 def resolve_categories(data_paths: Iterable[PathLike]) -> List[Path]:
     """Category folders from paths that are categories or data-set roots holding them
@@ -151,23 +261,48 @@ def _fit_info_value(info: Mapping[str, Any], key: str) -> Any:
     return v if isinstance(v, (int, float, str)) and not isinstance(v, bool) else ""
 
 
+def _seen_and_test(dataset, seed: int, seen_anomalies: int, seen_dir: Optional[PathLike]):
+    """(seen Samples or None, test Samples): a seeded draw removed from the test set, a
+    folder of the user's defects (test set unchanged), or neither."""
+    if seen_anomalies and seen_dir is not None:
+        raise ValueError("give seen_anomalies (a draw from the test set) or seen_dir (a folder), not both")
+    if seen_dir is not None:
+        return seen_from_folder(seen_dir), list(dataset.test)
+    if seen_anomalies:
+        return draw_seen_anomalies(dataset, int(seen_anomalies), int(seed))
+    return None, list(dataset.test)
+
+
 def run_one(method, dataset, data_path, backbone, seed, *, weights, image_size, crop_size, device, batch_size,
-            cache_dir, use_cache, method_params, methods, progress, env) -> Dict[str, Any]:
-    """Fit one model on ``dataset.train`` and score it on ``dataset.test`` -> one results row."""
-    params = params_for(method, method_params, methods)
-    model = method_class(method)(
+            cache_dir, use_cache, method_params, methods, progress, env, seen_anomalies: int = 0,
+            seen_dir: Optional[PathLike] = None) -> Dict[str, Any]:
+    """Fit one model on ``dataset.train`` (plus seen anomalies) and score it on the test set -> one row.
+
+    ``method`` is a method spec (``prn`` or ``prn[use_mf=False]``); ``methods`` are the
+    method names of the whole benchmark (to check ``method_params``). With seen
+    anomalies drawn from the test set, evaluation and throughput use the reduced test set.
+    """
+    variant = method.strip()
+    name, params = variant_params(variant, method_params, methods)
+    seen, test = _seen_and_test(dataset, seed, seen_anomalies, seen_dir)
+    if seen is not None:
+        check_seen_supported(name, "--seen-dir" if seen_dir is not None else "--seen-anomalies")
+    model = method_class(name)(
         backbone=backbone, weights=weights, image_size=image_size, crop_size=crop_size, device=device,
         seed=seed, batch_size=batch_size, cache_dir=cache_dir, use_cache=use_cache, **params,
     )
     t0 = time.perf_counter()
-    model.fit(dataset.train, progress=progress)
+    if seen is not None:
+        model.fit(dataset.train, progress=progress, seen=seen)
+    else:
+        model.fit(dataset.train, progress=progress)
     train_seconds = time.perf_counter() - t0  # wall, feature extraction included
-    result = evaluate_model(model, dataset.test, progress=progress)
-    speed = throughput_pair(model, load_images(dataset.test[:THROUGHPUT_IMAGES], model.preprocess)[0])
+    result = evaluate_model(model, test, progress=progress)
+    speed = throughput_pair(model, load_images(test[:THROUGHPUT_IMAGES], model.preprocess)[0])
     m = result.metrics
     nan = float("nan")
     row: Dict[str, Any] = {
-        "method": method,
+        "method": name,
         "backbone": backbone,
         "category": dataset.name,
         "seed": int(seed),
@@ -179,6 +314,7 @@ def run_one(method, dataset, data_path, backbone, seed, *, weights, image_size, 
         "train_seconds": train_seconds,
         "infer_ms_per_image": result.infer_ms_per_image,
         "peak_rss_mb": peak_rss_mb(),
+        "variant": variant,
         "crop_size": "" if crop_size is None else int(crop_size),
         "eval_resolution": result.resolution,
         "image_f1_max": m.get("image_f1_max", nan),
@@ -193,6 +329,9 @@ def run_one(method, dataset, data_path, backbone, seed, *, weights, image_size, 
         "chosen_epoch": _fit_info_value(model.fit_info_, "chosen_epoch"),
         "n_train": len(dataset.train),
         "n_test": result.n_images,
+        "seen_anomalies": len(seen or []),
+        "seen_files": json.dumps(seen_file_names(seen or [])),
+        "seen_dir": "" if seen_dir is None else str(seen_dir),
         "batch_size": int(batch_size),
         "device": str(model.device),
         "feature_cache": bool(use_cache),
@@ -225,6 +364,8 @@ def run_benchmark(
     cache_dir: Optional[PathLike] = None,
     use_cache: bool = False,
     command: Optional[str] = None,
+    seen_anomalies: int = 0,
+    seen_dir: Optional[PathLike] = None,
 ) -> List[Dict[str, Any]]:
     """Fit and evaluate every method x category x seed; returns one row dict per run.
 
@@ -238,20 +379,41 @@ def run_benchmark(
     every run; an existing results.csv raises FileExistsError unless ``overwrite``.
     Everything (methods, parameters, data folders, output) is checked before the
     first model is fitted.
+
+    ``methods`` are method specs: ``name`` or ``name[key=value,...]``; a spec's values
+    override ``method_params`` for that variant, and each row keeps the base name in
+    ``method`` and the spec in ``variant`` (summaries group by variant).
+    ``seen_anomalies=N`` (supervised methods only): per category and seed, N defective
+    test images are drawn (seeded, spread over defect types), given to ``fit(...,
+    seen=...)`` and removed from the test set, so every metric is on the reduced test
+    set; the names go to column ``seen_files`` and to ``seen_anomalies.json``.
+    ``seen_dir``: the user's own annotated defects instead (test set unchanged).
     """
-    methods = list(dict.fromkeys(methods))
     seeds = [int(s) for s in seeds]
-    if not methods:
+    if not list(methods):
         raise ValueError("no methods given")
     if not seeds:
         raise ValueError("no seeds given")
-    for m in methods:
-        method_class(m)  # KeyError naming the available methods
-        params_for(m, method_params, methods)  # ValueError on unknown parameters
+    variants = resolve_variants(methods, method_params)  # KeyError / ValueError before any run
+    names = list(dict.fromkeys(name for _, name, _ in variants))
+    seen_anomalies = int(seen_anomalies or 0)
+    if seen_anomalies < 0:
+        raise ValueError(f"the number of seen anomalies must be >= 0, got {seen_anomalies}")
+    if seen_anomalies and seen_dir is not None:
+        raise ValueError("give seen_anomalies (a draw from the test set) or seen_dir (a folder), not both")
+    if seen_anomalies or seen_dir is not None:
+        for name in names:
+            check_seen_supported(name, "--seen-dir" if seen_dir is not None else "--seen-anomalies")
+    if seen_dir is not None:
+        seen_from_folder(seen_dir)  # layout errors now, not after a first run
     categories = resolve_categories(data_paths)
     if not categories:
         raise ValueError("no data folders given")
     datasets = [(p, load_dataset(p)) for p in categories]
+    if seen_anomalies:
+        for _, ds in datasets:
+            for seed in seeds:
+                draw_seen_anomalies(ds, seen_anomalies, seed)  # too few defects with masks: fail now
     out = Path(out_dir) if out_dir is not None else None
     if out is not None and (out / "results.csv").exists() and not overwrite:
         raise FileExistsError(
@@ -263,15 +425,16 @@ def run_benchmark(
     create_backbone(backbone, weights)  # unknown backbone / bad weights fail now, not after a first run
     env = environment_info(device)
     rows: List[Dict[str, Any]] = []
-    runs = [(m, p, ds, s) for m in methods for p, ds in datasets for s in seeds]
+    runs = [(v, p, ds, s) for v, _, _ in variants for p, ds in datasets for s in seeds]
     bar = tqdm(runs, desc="benchmark", unit="run", disable=not progress)
-    for method, path, ds, seed in bar:
-        bar.set_postfix_str(f"{method} {ds.name} seed {seed}")
+    for variant, path, ds, seed in bar:
+        bar.set_postfix_str(f"{variant} {ds.name} seed {seed}")
         rows.append(
             run_one(
-                method, ds, path, backbone, seed, weights=weights, image_size=image_size, crop_size=crop_size,
+                variant, ds, path, backbone, seed, weights=weights, image_size=image_size, crop_size=crop_size,
                 device=device, batch_size=batch_size, cache_dir=cache_dir, use_cache=use_cache,
-                method_params=method_params, methods=methods, progress=progress, env=env,
+                method_params=method_params, methods=names, progress=progress, env=env,
+                seen_anomalies=seen_anomalies, seen_dir=seen_dir,
             )
         )
         if out is not None:
@@ -301,24 +464,32 @@ def _mean_std(values: Sequence[float]) -> Tuple[float, float]:
     return float(a.mean()), float(a.std(ddof=1)) if a.size > 1 else 0.0
 
 
-def summarise(rows: Sequence[Mapping[str, Any]]) -> List[Dict[str, Any]]:
-    """Mean and std over seeds per (method, backbone, category), first-seen order.
+def _variant(row: Mapping[str, Any]) -> str:
+    """The method spec of a row (rows written before variants existed: the method name)."""
+    return str(row.get("variant") or row["method"])
 
-    Each summary row has method, backbone, category, seeds (sorted list), n_seeds and
-    ``<name>_mean`` / ``<name>_std`` for SUMMARY_METRICS and SUMMARY_COSTS. The std is
-    the sample standard deviation over seeds (numpy ``std(ddof=1)``). When a method
-    ran on several categories, a row with category "mean" follows: the per-seed mean
-    over categories, then mean and std of those over seeds (seeds present in every
-    category only).
+
+def summarise(rows: Sequence[Mapping[str, Any]]) -> List[Dict[str, Any]]:
+    """Mean and std over seeds per (variant, backbone, category), first-seen order.
+
+    Each summary row has method (the base name), variant (the method spec, e.g.
+    ``prn[use_mf=False]``; the name itself when plain), backbone, category, seeds (sorted
+    list), n_seeds and ``<name>_mean`` / ``<name>_std`` for SUMMARY_METRICS and
+    SUMMARY_COSTS. The std is the sample standard deviation over seeds (numpy
+    ``std(ddof=1)``). When a variant ran on several categories, a row with category
+    "mean" follows: the per-seed mean over categories, then mean and std of those over
+    seeds (seeds present in every category only).
     """
     groups: Dict[Tuple[str, str, str], List[Mapping[str, Any]]] = {}
+    method_of: Dict[str, str] = {}
     for r in rows:
-        groups.setdefault((str(r["method"]), str(r["backbone"]), str(r["category"])), []).append(r)
+        groups.setdefault((_variant(r), str(r["backbone"]), str(r["category"])), []).append(r)
+        method_of.setdefault(_variant(r), str(r["method"]))
     names = SUMMARY_METRICS + SUMMARY_COSTS
 
-    def summary_row(method, backbone, category, seeds, values_by_name) -> Dict[str, Any]:
+    def summary_row(variant, backbone, category, seeds, values_by_name) -> Dict[str, Any]:
         row: Dict[str, Any] = {
-            "method": method, "backbone": backbone, "category": category,
+            "method": method_of[variant], "variant": variant, "backbone": backbone, "category": category,
             "seeds": sorted(seeds), "n_seeds": len(seeds),
         }
         for n in names:
@@ -327,14 +498,14 @@ def summarise(rows: Sequence[Mapping[str, Any]]) -> List[Dict[str, Any]]:
 
     out: List[Dict[str, Any]] = []
     by_model: Dict[Tuple[str, str], List[str]] = {}
-    for (method, backbone, category), rs in groups.items():
-        by_model.setdefault((method, backbone), []).append(category)
-        out.append(summary_row(method, backbone, category, [int(r["seed"]) for r in rs],
+    for (variant, backbone, category), rs in groups.items():
+        by_model.setdefault((variant, backbone), []).append(category)
+        out.append(summary_row(variant, backbone, category, [int(r["seed"]) for r in rs],
                                {n: _finite(r.get(n) for r in rs) for n in names}))
-    for (method, backbone), cats in by_model.items():
+    for (variant, backbone), cats in by_model.items():
         if len(cats) < 2:
             continue
-        per_cat = {c: {int(r["seed"]): r for r in groups[(method, backbone, c)]} for c in cats}
+        per_cat = {c: {int(r["seed"]): r for r in groups[(variant, backbone, c)]} for c in cats}
         common = sorted(set.intersection(*(set(d) for d in per_cat.values())))
         values = {n: [] for n in names}
         for s in common:
@@ -342,7 +513,7 @@ def summarise(rows: Sequence[Mapping[str, Any]]) -> List[Dict[str, Any]]:
                 v = _finite(per_cat[c][s].get(n) for c in cats)
                 if len(v) == len(cats):
                     values[n].append(float(np.mean(v)))
-        out.append(summary_row(method, backbone, "mean", common, values))
+        out.append(summary_row(variant, backbone, "mean", common, values))
     return out
 
 
@@ -353,12 +524,16 @@ def _pm(mean: float, std: float, scale: float, digits: int) -> str:
 
 
 def format_table(summary: Sequence[Mapping[str, Any]]) -> str:
-    """Markdown table: metrics as percentages "99.6 ± 0.1" (mean ± std over seeds)."""
+    """Markdown table: metrics as percentages "99.6 ± 0.1" (mean ± std over seeds).
+
+    The method column shows the variant (``prn[use_mf=False]``), so an ablation reads
+    as one table."""
     header = ["method", "backbone", "category", "seeds", "I-AUROC", "P-AUROC", "AUPRO", "P-AP",
               "I-F1max", "P-F1max", "train s", "infer ms/img", "peak RSS MB"]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for r in summary:
-        cells = [str(r["method"]), str(r["backbone"]), str(r["category"]), " ".join(str(s) for s in r["seeds"])]
+        name = str(r.get("variant") or r["method"]).replace("|", "\\|")
+        cells = [name, str(r["backbone"]), str(r["category"]), " ".join(str(s) for s in r["seeds"])]
         cells += [_pm(r[f"{n}_mean"], r[f"{n}_std"], 100.0, 1) for n in SUMMARY_METRICS]
         cells += [_pm(r["train_seconds_mean"], r["train_seconds_std"], 1.0, 1),
                   _pm(r["infer_ms_per_image_mean"], r["infer_ms_per_image_std"], 1.0, 1),
@@ -386,9 +561,52 @@ def results_columns(rows: Sequence[Mapping[str, Any]]) -> List[str]:
     return cols
 
 
+def _seen_count(row: Mapping[str, Any]) -> int:
+    try:
+        return int(row.get("seen_anomalies") or 0)
+    except (TypeError, ValueError):
+        return 0
+
+
+def seen_files_by_category(rows: Sequence[Mapping[str, Any]]) -> Dict[str, Dict[str, List[str]]]:
+    """``{category: {seed: [seen file names]}}`` of the rows that trained with seen anomalies."""
+    out: Dict[str, Dict[str, List[str]]] = {}
+    for r in rows:
+        if _seen_count(r) > 0:
+            files = r.get("seen_files") or "[]"
+            out.setdefault(str(r["category"]), {})[str(int(r["seed"]))] = (
+                json.loads(files) if isinstance(files, str) else list(files))
+    return out
+
+
+def _training_sentence(rows: Sequence[Mapping[str, Any]]) -> str:
+    if not any(_seen_count(r) for r in rows):
+        return "Models are trained on train/good only and nothing is chosen on the test set (docs/PROTOCOL.md)."
+    return ("Models are trained on train/good plus the seen anomalies below (supervised protocol) and nothing "
+            "is chosen on the test set (docs/PROTOCOL.md).")
+
+
+def _seen_lines(rows: Sequence[Mapping[str, Any]]) -> List[str]:
+    """What summary.md says about seen anomalies: how many, from where, which test set was scored."""
+    lines = []
+    drawn = sorted({_seen_count(r) for r in rows if _seen_count(r) and not r.get("seen_dir")})
+    folders = sorted({(str(r["seen_dir"]), _seen_count(r)) for r in rows if _seen_count(r) and r.get("seen_dir")})
+    if drawn:
+        lines.append(
+            f"- seen anomalies: {', '.join(map(str, drawn))} defective test images per category and seed, drawn "
+            "by a seeded round-robin over the defect types, used for training and removed from the test set; "
+            "**all metrics are on the reduced test set** (column n_test); file names in seen_anomalies.json"
+        )
+    for folder, n in folders:
+        lines.append(f"- seen anomalies: {n} images from `{folder}`, used for training; the test set is not "
+                     "reduced (file names in seen_anomalies.json)")
+    return lines
+
+
 def write_results(out_dir: PathLike, rows: Sequence[Mapping[str, Any]], env: Optional[Mapping[str, Any]] = None,
                   seeds: Optional[Sequence[int]] = None, command: Optional[str] = None) -> Dict[str, Path]:
-    """(Re)write results.csv, results.json and summary.md in ``out_dir`` (atomically)."""
+    """(Re)write results.csv, results.json and summary.md in ``out_dir`` (atomically), and
+    seen_anomalies.json when runs trained with seen anomalies."""
     import io
 
     out = Path(out_dir)
@@ -415,15 +633,21 @@ def write_results(out_dir: PathLike, rows: Sequence[Mapping[str, Any]], env: Opt
     sizes = "; ".join(f"resize {s}" + (f", crop {c}" if c not in ("", None) else ", no crop") +
                       (f", metrics at {e}x{e} px" if e not in ("", None) else "") for s, c, e in res)
     caches = {bool(r.get("feature_cache")) for r in rows}
+    seen_map = seen_files_by_category(rows)
+    if seen_map:
+        _atomic_write(out / "seen_anomalies.json", json.dumps(seen_map, indent=1) + "\n")
     lines = [
         "# Benchmark summary",
         "",
         format_table(summary),
         "",
-        "Mean ± sample std (ddof=1) over seeds; metrics in percent. Models are trained on train/good only "
-        "and nothing is chosen on the test set (docs/PROTOCOL.md).",
+        "Mean ± sample std (ddof=1) over seeds; metrics in percent. " + _training_sentence(rows),
         "",
         f"- seeds: {', '.join(str(s) for s in payload['seeds'])}",
+        *_seen_lines(rows),
+        *(["- method column: the variant, `method[key=value,...]`; its values override --param for that "
+           "variant (results.csv: columns method, variant and method_params, the full set used)"]
+          if any(_variant(r) != str(r["method"]) for r in rows) else []),
         f"- preprocessing: {sizes}",
         f"- machine: {env.get('machine', '')}",
         f"- versions: defectkit {env.get('defectkit_version', '')}, torch {env.get('torch_version', '')}, "

@@ -10,7 +10,6 @@ instead of a traceback (``--debug`` shows the traceback).
 from __future__ import annotations
 
 import argparse
-import ast
 import csv
 import datetime as _dt
 import json
@@ -32,15 +31,15 @@ PREDICT_CHUNK = 32
 
 # ------------------------------------------------------------------------------ options
 def parse_param(text: str) -> Tuple[str, Any]:
-    """``KEY=VALUE`` -> (key, value); VALUE is a Python literal if it parses, else a string."""
+    """``KEY=VALUE`` -> (key, value); VALUE is a Python literal if it parses, true/false/none
+    (any case) are True/False/None, anything else is a string (as in method specs)."""
+    from .benchmark import parse_value
+
     key, sep, value = text.partition("=")
     key = key.strip()
     if not sep or not key:
         raise argparse.ArgumentTypeError(f"expected KEY=VALUE, got {text!r}")
-    try:
-        return key, ast.literal_eval(value)
-    except (ValueError, SyntaxError):
-        return key, value
+    return key, parse_value(value)
 
 
 def _params(args) -> Dict[str, Any]:
@@ -55,6 +54,26 @@ def _positive_int(text: str) -> int:
     if v <= 0:
         raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
     return v
+
+
+def _non_negative_int(text: str) -> int:
+    try:
+        v = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {text!r}") from None
+    if v < 0:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {text!r}")
+    return v
+
+
+def _add_seen_options(p: argparse.ArgumentParser, what: str) -> None:
+    """--seen-anomalies N | --seen-dir DIR: supervised methods (PRN) learn from a few real defects."""
+    g = p.add_argument_group("seen anomalies (supervised methods, e.g. prn)").add_mutually_exclusive_group()
+    g.add_argument("--seen-anomalies", type=_non_negative_int, default=0, metavar="N",
+                   help=f"train with N defective test images drawn with --seed{what}; they are removed "
+                   "from the test set that is evaluated (default 0)")
+    g.add_argument("--seen-dir", metavar="DIR", help="train with your own annotated defects: images with masks "
+                   "(<name>_mask.png beside them, in masks/, or MVTec's ground_truth/<type>/)")
 
 
 def _debug_parent() -> argparse.ArgumentParser:
@@ -107,6 +126,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data", required=True, metavar="DIR", help="category folder or folder of normal images")
     p.add_argument("--out", required=True, metavar="MODEL", help="model file to write (e.g. model.pt)")
     p.add_argument("--force", action="store_true", help="replace an existing model file")
+    _add_seen_options(p, " (--data must be a category; the names are stored in the model for `test`)")
     p.set_defaults(func=cmd_train)
 
     p = sub.add_parser("test", parents=[run_loaded, dbg], help="evaluate a saved model on a labelled category",
@@ -131,13 +151,16 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("benchmark", parents=[model, run_train, dbg], help="methods x categories x seeds, with a summary",
                        description="Fit and evaluate every method on every category with every seed; writes "
                        "results.csv, results.json and summary.md.")
-    p.add_argument("--methods", nargs="+", default=["patchcore"], help="method names (default patchcore)")
+    p.add_argument("--methods", nargs="+", default=["patchcore"], metavar="SPEC",
+                   help="method names, or variants NAME[key=value,...] whose values override --param for that "
+                   "run, e.g. 'prn[use_mf=False]' (quote them for the shell; default patchcore)")
     p.add_argument("--data", nargs="+", required=True, metavar="DIR", help="category folders (or a root holding them)")
     p.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2], help="seeds (default 0 1 2)")
     p.add_argument("--out", metavar="DIR", help="output folder (default benchmarks/results/<methods>-<backbone>-<date>)")
     p.add_argument("--force", action="store_true", help="replace an existing results.csv in --out")
     p.add_argument("--cache", action="store_true", help="reuse cached backbone features across runs (faster; "
                    "train_seconds then excludes feature extraction for cached images)")
+    _add_seen_options(p, " per category and seed (names in seen_anomalies.json)")
     p.set_defaults(func=cmd_benchmark)
 
     p = sub.add_parser("demo", parents=[model, run_train, dbg], help="train and test on a generated category (no download)",
@@ -277,21 +300,74 @@ def _evaluate_and_report(model, dataset, out: Path, title: str, n_examples: int,
 
 
 # ----------------------------------------------------------------------------- commands
+def _seen_for_training(args) -> Tuple[Optional[list], str]:
+    """(seen anomalies or None, where they came from) for ``train --seen-anomalies/--seen-dir``."""
+    from .benchmark import check_seen_supported
+    from .data import DatasetLayoutError, load_dataset
+    from .data.seen_anomalies import draw_seen_anomalies, seen_from_folder
+
+    if args.seen_dir:
+        check_seen_supported(args.method, "--seen-dir")
+        return seen_from_folder(args.seen_dir), str(args.seen_dir)
+    if not args.seen_anomalies:
+        return None, ""
+    check_seen_supported(args.method, "--seen-anomalies")
+    try:
+        dataset = load_dataset(args.data)
+    except DatasetLayoutError as exc:
+        raise DatasetLayoutError(f"--seen-anomalies draws from a category's test set, but {exc}") from None
+    seen, _ = draw_seen_anomalies(dataset, args.seen_anomalies, args.seed)
+    return seen, f"test set of {args.data}, seed {args.seed}"
+
+
+def _seen_name(sample) -> str:
+    from .data.seen_anomalies import seen_file_names
+
+    return seen_file_names([sample])[0]
+
+
 def cmd_train(args) -> int:
     from .benchmark import build_model
 
     out = Path(args.out)
     if out.exists() and not args.force:
         raise FileExistsError(f"{out} already exists; pass --force to replace it")
+    from .models import method_class
+
+    method_class(args.method)  # unknown method: fail before reading any data
+    seen, source = _seen_for_training(args)
     items, name = _training_data(args.data)
     model = build_model(args.method, _params(args), **_common_kwargs(args))
     print(f"training {args.method} ({args.backbone}, {args.image_size}px"
-          f"{f', crop {args.crop_size}' if args.crop_size else ''}) on {len(items)} normal images of '{name}'")
-    model.fit(items, progress=True)
+          f"{f', crop {args.crop_size}' if args.crop_size else ''}) on {len(items)} normal images of '{name}'"
+          + (f" and {len(seen)} seen anomalies ({source})" if seen is not None else ""))
+    if seen is not None:
+        model.fit(items, progress=True, seen=seen)
+        # `test` reads these names to leave the seen images out of the evaluated test set.
+        model.fit_info_["seen_anomalies"] = [_seen_name(s) for s in seen]
+        model.fit_info_["seen_source"] = source
+    else:
+        model.fit(items, progress=True)
     model.save(out, overwrite=args.force)
     print(f"model: {out}")
     print(f"fit_info: {_fit_info_line(model.fit_info_)}")
     return 0
+
+
+def _unseen_test_set(model, dataset) -> Tuple[list, Dict[str, Any]]:
+    """The test set without the images the model trained on (fit_info "seen_anomalies"), said aloud."""
+    test = list(dataset.test)
+    seen = model.fit_info_.get("seen_anomalies") or []
+    if not seen:
+        return test, {}
+    wanted = set(seen)
+    kept = [s for s in test if _seen_name(s) not in wanted]
+    excluded = len(test) - len(kept)
+    print(f"excluding {excluded} test images the model saw in training (fit_info seen_anomalies); "
+          f"metrics are on the reduced test set of {len(kept)} images")
+    if excluded < len(wanted):
+        print(f"note: {len(wanted) - excluded} of the model's {len(wanted)} seen anomalies are not in this test set")
+    return kept, {"seen_anomalies_excluded": excluded}
 
 
 def cmd_test(args) -> int:
@@ -301,8 +377,9 @@ def cmd_test(args) -> int:
     dataset = load_dataset(args.data)
     out = Path(args.out or Path("runs") / f"test-{_slug(Path(args.model).stem)}-{_stamp()}")
     title = f"defectkit test: {model.method} on {dataset.name}"
-    report = _evaluate_and_report(model, dataset, out, title, args.examples,
-                                  {"model_file": str(args.model), "data": str(args.data)})
+    test, extra = _unseen_test_set(model, dataset)
+    extra.update({"model_file": str(args.model), "data": str(args.data)})
+    report = _evaluate_and_report(model, test, out, title, args.examples, extra)
     print(f"report: {report}")
     return 0
 
@@ -415,10 +492,14 @@ def cmd_benchmark(args) -> int:
         image_size=args.image_size, crop_size=args.crop_size, device=args.device, out_dir=out,
         method_params=_params(args), progress=True, overwrite=args.force, batch_size=args.batch_size or 8,
         cache_dir=args.cache_dir, use_cache=args.cache and not args.no_cache, command=command,
+        seen_anomalies=args.seen_anomalies, seen_dir=args.seen_dir,
     )
     print(format_table(summarise(rows)))
     print(f"results: {out / 'results.csv'}")
     print(f"summary: {out / 'summary.md'}")
+    if (out / "seen_anomalies.json").exists():
+        print(f"seen anomalies: {out / 'seen_anomalies.json'} (metrics on the reduced test set)"
+              if args.seen_anomalies else f"seen anomalies: {out / 'seen_anomalies.json'}")
     return 0
 
 

@@ -1,20 +1,42 @@
-"""Tests for defectkit.benchmark: results files, summaries, parameter checks, no silent overwrite."""
+"""Tests for defectkit.benchmark: results files, summaries, parameter checks, no silent overwrite,
+method variants (``name[key=value]``) and seen anomalies (supervised protocol)."""
 
 import csv
 import json
 import math
 
+import shutil
+
 import numpy as np
 import pytest
 
+from defectkit import benchmark as benchmark_module
 from defectkit.benchmark import (
     LEADING_COLUMNS,
     format_table,
     params_for,
+    parse_method_spec,
+    parse_value,
+    resolve_variants,
     run_benchmark,
     summarise,
 )
-from defectkit.data import make_demo_dataset
+from defectkit.data import load_dataset, make_demo_dataset
+from defectkit.data.seen_anomalies import draw_seen_anomalies, seen_file_names
+from defectkit.models.base import register_method
+from defectkit.models.patchcore import PatchCore
+
+
+@register_method
+class SeenRecorder(PatchCore):
+    """A stand-in supervised method: PatchCore that records the seen anomalies it is given."""
+
+    method = "seen_recorder"
+    calls = []
+
+    def fit(self, train_data, progress=True, seen=None):
+        type(self).calls.append(list(seen or []))
+        return super().fit(train_data, progress)
 
 REQUIRED = [
     "method", "backbone", "category", "seed", "image_size", "image_auroc", "pixel_auroc", "aupro",
@@ -128,3 +150,124 @@ def test_bad_inputs_fail_before_any_run(tmp_path):
     with pytest.raises(ValueError, match="not found|neither"):
         run_benchmark(["patchcore"], [tmp_path / "missing"], seeds=[0], progress=False)
     assert not any(tmp_path.iterdir())
+
+
+# ------------------------------------------------------------------------ method variants
+def test_parse_value_and_method_spec():
+    assert parse_value("false") is False and parse_value("TRUE") is True and parse_value(" None ") is None
+    assert parse_value("0.5") == 0.5 and parse_value("(8, 16)") == (8, 16) and parse_value("torch") == "torch"
+    assert parse_method_spec("prn") == ("prn", {})
+    assert parse_method_spec(" prn[use_prototypes=False, use_msa=false,use_mf=FALSE] ") == (
+        "prn", {"use_prototypes": False, "use_msa": False, "use_mf": False})
+    assert parse_method_spec("prn[strides=(8,16),foreground=none,textures='a,b']") == (
+        "prn", {"strides": (8, 16), "foreground": None, "textures": "a,b"})
+    for bad in ("prn[use_msa]", "prn[a=1,a=2]", "prn[x=1", "a b"):
+        with pytest.raises(ValueError):
+            parse_method_spec(bad)
+
+
+def test_variant_params_override_and_unknown_keys_fail():
+    variants = resolve_variants(["patchcore", "patchcore[coreset_ratio=0.5]", "patchcore"], {"coreset_ratio": 0.2})
+    assert variants == [("patchcore", "patchcore", {"coreset_ratio": 0.2}),
+                        ("patchcore[coreset_ratio=0.5]", "patchcore", {"coreset_ratio": 0.5})]
+    with pytest.raises(ValueError, match=r"patchcore\[coreset_ration=0.5\].*unknown parameter 'coreset_ration'"):
+        resolve_variants(["patchcore[coreset_ration=0.5]"])
+    with pytest.raises(ValueError, match="own option"):
+        resolve_variants(["patchcore[image_size=128]"])
+    with pytest.raises(KeyError, match="unknown method"):
+        resolve_variants(["nosuch[a=1]"])
+
+
+def test_unknown_variant_key_fails_before_any_run(tmp_path):
+    data = make_demo_dataset(tmp_path / "data", seed=3, n_train=2, n_test_good=1, n_test_defect=3, size=64)
+    out = tmp_path / "out"
+    with pytest.raises(ValueError, match="unknown parameter 'nosuch'"):
+        run_benchmark(["patchcore", "patchcore[nosuch=1]"], [data], seeds=[0], image_size=64, out_dir=out,
+                      progress=False)
+    assert not out.exists()
+
+
+def test_variants_have_their_own_rows_and_summary_lines(bench, tmp_path):
+    data, _, _ = bench
+    out = tmp_path / "variants"
+    specs = ["patchcore", "patchcore[coreset_ratio=0.5,num_neighbours=3]"]
+    rows = run_benchmark(specs, [data], seeds=[0], image_size=64, device="cpu", out_dir=out,
+                         method_params={"coreset_ratio": 0.2}, progress=False)
+    assert [r["method"] for r in rows] == ["patchcore", "patchcore"]
+    assert [r["variant"] for r in rows] == specs
+    assert [json.loads(r["method_params"]) for r in rows] == [
+        {"coreset_ratio": 0.2}, {"coreset_ratio": 0.5, "num_neighbours": 3}]
+    with open(out / "results.csv", newline="") as f:
+        assert [r["variant"] for r in csv.DictReader(f)] == specs
+    summary = summarise(rows)
+    assert [(s["method"], s["variant"]) for s in summary] == [("patchcore", v) for v in specs]
+    text = (out / "summary.md").read_text()
+    assert "| patchcore | efficientnet_lite0 | textured_part | 0 |" in text
+    assert "| patchcore[coreset_ratio=0.5,num_neighbours=3] | efficientnet_lite0 | textured_part | 0 |" in text
+    assert "seen anomalies" not in text
+
+
+def test_summary_groups_by_variant_by_hand():
+    rows = [dict(_row("prn", "bottle", s, 0.9), variant=v) for v in ("prn[use_mf=False]", "prn") for s in (0, 1)]
+    summary = summarise(rows)
+    assert [(r["variant"], r["n_seeds"]) for r in summary] == [("prn[use_mf=False]", 2), ("prn", 2)]
+    assert format_table(summary).splitlines()[2].startswith("| prn[use_mf=False] | b | bottle | 0 1 |")
+
+
+# ------------------------------------------------------------------------- seen anomalies
+@pytest.fixture(scope="module")
+def seen_data(tmp_path_factory):
+    root = tmp_path_factory.mktemp("seen")
+    return make_demo_dataset(root / "data", seed=2, n_train=4, n_test_good=2, n_test_defect=6, size=64)
+
+
+def test_seen_anomalies_are_drawn_trained_on_and_removed_from_the_test_set(seen_data, tmp_path, monkeypatch):
+    evaluated = []
+    real_evaluate = benchmark_module.evaluate_model
+
+    def recording_evaluate(model, data, **kw):
+        evaluated.append([s.path for s in data])
+        return real_evaluate(model, data, **kw)
+
+    monkeypatch.setattr(benchmark_module, "evaluate_model", recording_evaluate)
+    SeenRecorder.calls.clear()
+    out = tmp_path / "out"
+    rows = run_benchmark(["seen_recorder"], [seen_data], seeds=[0, 1], image_size=64, device="cpu", out_dir=out,
+                         method_params={"coreset_ratio": 0.5}, progress=False, seen_anomalies=2)
+    ds = load_dataset(seen_data)
+    saved = json.loads((out / "seen_anomalies.json").read_text())
+    for seed, row, seen, tested in zip((0, 1), rows, SeenRecorder.calls, evaluated):
+        expected, reduced = draw_seen_anomalies(ds, 2, seed)
+        assert [s.path for s in seen] == [s.path for s in expected]
+        assert all(s.label == 1 and s.mask_path is not None for s in seen)
+        assert tested == [s.path for s in reduced]
+        assert len(tested) == len(ds.test) - 2 and not {s.path for s in seen} & set(tested)
+        assert row["seen_anomalies"] == 2 and row["n_test"] == len(ds.test) - 2
+        assert json.loads(row["seen_files"]) == seen_file_names(expected)
+        assert saved["textured_part"][str(seed)] == seen_file_names(expected)
+    text = (out / "summary.md").read_text()
+    assert "seen anomalies: 2 defective test images" in text and "reduced test set" in text
+
+
+def test_seen_dir_trains_on_a_folder_and_keeps_the_test_set(seen_data, tmp_path):
+    folder = tmp_path / "my_defects" / "hole"
+    folder.mkdir(parents=True)
+    shutil.copy(seen_data / "test" / "hole" / "000.png", folder / "a.png")
+    shutil.copy(seen_data / "ground_truth" / "hole" / "000_mask.png", folder / "a_mask.png")
+    SeenRecorder.calls.clear()
+    (row,) = run_benchmark(["seen_recorder"], [seen_data], seeds=[0], image_size=64, device="cpu",
+                           out_dir=tmp_path / "out", method_params={"coreset_ratio": 0.5}, progress=False,
+                           seen_dir=tmp_path / "my_defects")
+    assert [s.path.name for s in SeenRecorder.calls[0]] == ["a.png"]
+    assert row["n_test"] == len(load_dataset(seen_data).test) and row["seen_files"] == '["hole/a.png"]'
+
+
+def test_seen_anomalies_need_a_supervised_method(seen_data, tmp_path):
+    out = tmp_path / "out"
+    with pytest.raises(ValueError, match="method patchcore is unsupervised; --seen-anomalies applies to: .*prn"):
+        run_benchmark(["seen_recorder", "patchcore"], [seen_data], seeds=[0], image_size=64, out_dir=out,
+                      progress=False, seen_anomalies=2)
+    with pytest.raises(ValueError, match="only 6 defective images"):
+        run_benchmark(["seen_recorder"], [seen_data], seeds=[0], image_size=64, out_dir=out,
+                      progress=False, seen_anomalies=7)
+    assert not out.exists()

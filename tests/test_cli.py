@@ -14,7 +14,23 @@ from PIL import Image
 
 from defectkit import cli
 from defectkit.cli import main, parse_param
-from defectkit.data import make_demo_dataset
+from defectkit.data import load_dataset, make_demo_dataset
+from defectkit.data.seen_anomalies import draw_seen_anomalies, seen_file_names
+from defectkit.models import load_model
+from defectkit.models.base import register_method
+from defectkit.models.patchcore import PatchCore
+
+
+@register_method
+class SeenRecorderCLI(PatchCore):
+    """A stand-in supervised method (fit takes ``seen``) that trains as fast as PatchCore."""
+
+    method = "seen_recorder_cli"
+    calls = []
+
+    def fit(self, train_data, progress=True, seen=None):
+        type(self).calls.append(list(seen or []))
+        return super().fit(train_data, progress)
 
 SMALL = ["--image-size", "64", "--no-cache"]
 
@@ -171,6 +187,10 @@ def test_parse_param():
     assert parse_param("strides=(8, 16)") == ("strides", (8, 16))
     assert parse_param("search_backend=torch") == ("search_backend", "torch")
     assert parse_param("flag=True") == ("flag", True)
+    assert parse_param("use_msa=false") == ("use_msa", False)
+    assert parse_param("use_msa=TRUE") == ("use_msa", True)
+    assert parse_param("foreground=none") == ("foreground", None)
+    assert parse_param("textures= /data/dtd ") == ("textures", "/data/dtd")
 
 
 def test_list_commands(capsys):
@@ -201,3 +221,65 @@ def test_benchmark_command_refuses_existing_results(work, tmp_path, capsys):
     assert code == 2
     assert "--force" in capsys.readouterr().err
     assert (out / "results.csv").read_text() == "method\nx\n"
+
+
+def test_benchmark_variants_and_boolean_params(work, tmp_path, capsys):
+    _, data = work
+    out = tmp_path / "bench"
+    argv = ["benchmark", "--methods", "patchcore", "patchcore[coreset_ratio=0.5]", "--data", str(data),
+            "--seeds", "0", "--out", str(out), "--param", "coreset_ratio=0.2"] + SMALL
+    assert main(argv) == 0
+    assert "| patchcore[coreset_ratio=0.5] |" in capsys.readouterr().out
+    header, rows = read_csv(out / "results.csv")
+    variant, params = header.index("variant"), header.index("method_params")
+    assert [(r[0], r[variant], json.loads(r[params])["coreset_ratio"]) for r in rows] == [
+        ("patchcore", "patchcore", 0.2), ("patchcore", "patchcore[coreset_ratio=0.5]", 0.5)]
+
+
+@pytest.mark.parametrize(
+    "argv, needle",
+    [
+        (["benchmark", "--methods", "patchcore", "--seen-anomalies", "2"], "unsupervised; --seen-anomalies applies to"),
+        (["benchmark", "--methods", "patchcore[no_such=1]"], "unknown parameter 'no_such'"),
+        (["train", "--method", "patchcore", "--seen-anomalies", "2", "--out", "{tmp}/m.pt"], "is unsupervised"),
+        (["train", "--method", "seen_recorder_cli", "--seen-anomalies", "9", "--out", "{tmp}/m.pt"], "only 3"),
+    ],
+)
+def test_seen_and_variant_errors_are_one_line(work, tmp_path, capsys, argv, needle):
+    _, data = work
+    argv = [a.format(tmp=tmp_path) for a in argv] + ["--data", str(data)] + SMALL
+    if argv[0] == "benchmark":
+        argv += ["--seeds", "0", "--out", str(tmp_path / "b")]
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("defectkit: error:") and needle in err and len(err.splitlines()) == 1
+    assert not (tmp_path / "b").exists() and not (tmp_path / "m.pt").exists()
+
+
+def test_train_with_seen_anomalies_then_test_excludes_them(work, tmp_path, capsys):
+    _, data = work
+    model_path = tmp_path / "sup.pt"
+    SeenRecorderCLI.calls.clear()
+    argv = ["train", "--method", "seen_recorder_cli", "--data", str(data), "--out", str(model_path),
+            "--seen-anomalies", "2", "--seed", "1", "--param", "coreset_ratio=0.5"] + SMALL
+    assert main(argv) == 0
+    expected, reduced = draw_seen_anomalies(load_dataset(data), 2, 1)
+    assert [s.path for s in SeenRecorderCLI.calls[0]] == [s.path for s in expected]
+    names = seen_file_names(expected)
+    assert load_model(model_path).fit_info_["seen_anomalies"] == names
+    assert "2 seen anomalies" in capsys.readouterr().out
+
+    out = tmp_path / "test_out"
+    assert main(["test", "--model", str(model_path), "--data", str(data), "--out", str(out)]) == 0
+    assert "excluding 2 test images" in capsys.readouterr().out
+    _, rows = read_csv(out / "per_image.csv")
+    assert sorted(Path(r[0]) for r in rows) == sorted(s.path for s in reduced)
+    assert not {f"{r[1]}/{Path(r[0]).name}" for r in rows} & set(names)
+
+
+def test_seen_options_are_exclusive(work, tmp_path, capsys):
+    _, data = work
+    argv = ["train", "--method", "seen_recorder_cli", "--data", str(data), "--out", str(tmp_path / "m.pt"),
+            "--seen-anomalies", "2", "--seen-dir", str(tmp_path)]
+    assert main(argv) == 2
+    assert "not allowed with" in capsys.readouterr().err
