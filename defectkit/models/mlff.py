@@ -35,6 +35,7 @@ from ..data.batches import load_images
 from ..metrics import aupro, image_auroc, pixel_auroc
 from ..synth import make_generator
 from .base import AnomalyModel, register_method
+from .selection import BestEpoch
 from .mlff_losses import (
     cell_labels,
     consistency_loss,
@@ -350,7 +351,7 @@ class MLFF(AnomalyModel):
         bs = max(2, min(self.train_batch_size, len(rows_all)))
         steps = max(1, len(rows_all) // bs)
         budget = None if self.max_train_minutes is None else 60.0 * self.max_train_minutes
-        best: Dict[str, Any] = {"score": -np.inf, "epoch": 0, "state": None}
+        best = BestEpoch(self.patience * self.val_every)
         curve: List[Dict[str, float]] = []
         stop_reason = "epochs"
         self.net.train()
@@ -373,23 +374,18 @@ class MLFF(AnomalyModel):
             if val is not None and (epoch % self.val_every == 0 or epoch == self.epochs):
                 metrics = self._validate(val)
                 entry.update(metrics)
-                if metrics["score"] > best["score"]:
-                    best = {"epoch": epoch, "state": self._module_state(), **metrics}
-                bar.set_postfix(loss=f"{sums['total']:.4f}", val=f"{metrics['score']:.4f}", best=best["epoch"])
+                best.update(epoch, metrics, self._module_state)
+                bar.set_postfix(loss=f"{sums['total']:.4f}", val=f"{metrics['score']:.4f}", best=best.epoch)
             entry["seconds"] = time.perf_counter() - t1
             curve.append(entry)
-            if val is not None and self.patience and epoch - best["epoch"] >= self.patience * self.val_every:
+            if val is not None and best.should_stop(epoch):
                 stop_reason = "patience"
                 break
             if budget is not None and time.perf_counter() - t1 > budget:
                 stop_reason = "time budget"
                 break
         bar.close()
-        if best["state"] is not None:
-            self._load_module_state(best["state"])
-            chosen, selection = best["epoch"], "best validation score"
-        else:
-            chosen, selection = len(curve), "last epoch (no validation split)"
+        chosen, selection = best.restore(self._load_module_state, len(curve))
         self.net.eval()
         self.fit_info_.update(
             train_loop_seconds=time.perf_counter() - t1,
@@ -401,7 +397,7 @@ class MLFF(AnomalyModel):
             steps_per_epoch=steps,
             map_source="score" if self.uses_score_map else "distance",
             curve=curve,
-            val_metrics={k: best[k] for k in ("image_auroc", "pixel_auroc", "aupro", "score") if k in best},
+            val_metrics=best.summary,
         )
 
     # ---- state ---------------------------------------------------------------------------

@@ -37,6 +37,7 @@ from ..data.samples import Sample
 from ..data.seen_anomalies import seen_file_names, seen_from_folder
 from ..metrics import aupro, image_auroc, pixel_ap, pixel_auroc
 from .base import AnomalyModel, register_method
+from .selection import BestEpoch
 from .prn_decoder import PRNNetwork
 from .prn_losses import prn_loss, top_k_mean
 from .prn_prototypes import fit_prototypes, nearest_residuals
@@ -322,7 +323,7 @@ class PRN(AnomalyModel):
         n_normal = normal[self.strides[0]].shape[0]
         steps = max(1, n_normal // counts[0])
         s = self.preprocess.output_size
-        best: Dict[str, Any] = {"score": -np.inf, "epoch": 0, "state": None}
+        best = BestEpoch(self.patience)
         losses, val_curve = [], []
         pool_seconds, val_seconds, stopped_early = 0.0, 0.0, False
         ea_pool = sa_pool = None
@@ -359,20 +360,15 @@ class PRN(AnomalyModel):
                 metrics = self._validate(val)
                 val_seconds += time.perf_counter() - tv
                 val_curve.append({"epoch": epoch, "loss": losses[-1], **metrics})
-                if metrics["score"] > best["score"]:
-                    best = {"score": metrics["score"], "epoch": epoch, "state": self._module_state(), **metrics}
-                bar.set_postfix(loss=f"{losses[-1]:.4f}", val=f"{metrics['score']:.4f}", best=best["epoch"])
-                if self.patience and epoch - best["epoch"] >= self.patience:
+                best.update(epoch, metrics, self._module_state)
+                bar.set_postfix(loss=f"{losses[-1]:.4f}", val=f"{metrics['score']:.4f}", best=best.epoch)
+                if best.should_stop(epoch):
                     stopped_early = True
                     break
             else:
                 bar.set_postfix(loss=f"{losses[-1]:.4f}")
         bar.close()
-        if best["state"] is not None:
-            self.network.load_state_dict(best["state"])
-            chosen, selection = best["epoch"], "best validation score"
-        else:
-            chosen, selection = len(losses), "last epoch (no validation split)"
+        chosen, selection = best.restore(self.network.load_state_dict, len(losses))
         self.network.eval()
         self.fit_info_.update(
             train_loop_seconds=time.perf_counter() - t1,
@@ -386,7 +382,7 @@ class PRN(AnomalyModel):
             steps_per_epoch=steps,
             loss_curve=losses,
             val_curve=val_curve,
-            val_metrics={k: best[k] for k in ("image_auroc", "pixel_auroc", "aupro", "pixel_ap", "score") if k in best},
+            val_metrics=best.summary,
         )
 
     # ---- state ---------------------------------------------------------------------------

@@ -36,6 +36,7 @@ from ..feature_cache import default_cache_dir
 from ..features import gaussian_blur
 from ..metrics import aupro, image_auroc, pixel_auroc
 from .base import AnomalyModel, register_method
+from .selection import BestEpoch
 from .realnet_afs import AFSAccumulator, keep_counts, random_channels, select_channels
 from .realnet_rrs import Discriminator, ResidualSelector, rrs_counts, stage_residuals
 from .realnet_synth import (
@@ -360,7 +361,7 @@ class RealNet(AnomalyModel):
         steps = max(1, math.ceil(n_pool / half))
         for m in self._modules():
             m.train()
-        best: Dict[str, Any] = {"score": -np.inf, "epoch": 0, "state": None}
+        best = BestEpoch()
         curve: List[Dict[str, float]] = []
         losses: List[Dict[str, float]] = []
         val_seconds = 0.0
@@ -395,16 +396,11 @@ class RealNet(AnomalyModel):
                 metrics = self._validate(val)
                 val_seconds += time.perf_counter() - tv
                 curve.append({"epoch": epoch, **losses[-1], **metrics})
-                if metrics["score"] > best["score"]:
-                    best = {"epoch": epoch, "state": self._module_state(), **metrics}
-                post.update(val=f"{metrics['score']:.4f}", best=best["epoch"])
+                best.update(epoch, metrics, self._module_state)
+                post.update(val=f"{metrics['score']:.4f}", best=best.epoch)
             bar.set_postfix(post)
         bar.close()
-        if best["state"] is not None:
-            self._load_module_state(best["state"])
-            chosen, selection = best["epoch"], "best validation score"
-        else:
-            chosen, selection = self.epochs, "last epoch (no validation split)"
+        chosen, selection = best.restore(self._load_module_state, self.epochs)
         for m in self._modules():
             m.eval()
         self.fitted_ = True
@@ -425,7 +421,7 @@ class RealNet(AnomalyModel):
             rrs_selected={"max": self.selector.n_max, "mean": self.selector.n_mean} if self.rrs == "rrs" else "all",
             loss_curve=losses,
             val_curve=curve,
-            val_metrics={k: best[k] for k in ("image_auroc", "pixel_auroc", "aupro", "score") if k in best},
+            val_metrics=best.summary,
         )
         return self
 

@@ -31,6 +31,7 @@ from ..data.batches import load_images
 from ..features import fuse_stages
 from ..metrics import aupro, image_auroc, pixel_auroc
 from .base import AnomalyModel, register_method
+from .selection import BestEpoch
 from .simplenet_parts import (
     Adaptor,
     Discriminator,
@@ -323,7 +324,7 @@ class SimpleNet(AnomalyModel):
         n_vec = vectors.shape[0]
         bs = min(self.feature_batch_size, n_vec)
         steps = max(1, n_vec // bs)  # the shuffled remainder (< one batch) is dropped each epoch
-        best: Dict[str, Any] = {"score": -np.inf, "epoch": 0, "state": None}
+        best = BestEpoch(self.patience)
         losses: List[float] = []
         val_curve: List[Dict[str, float]] = []
         stopped_early = False
@@ -350,21 +351,16 @@ class SimpleNet(AnomalyModel):
                 metrics = self._validate(val)
                 val_seconds += time.perf_counter() - tv
                 val_curve.append({"epoch": epoch, "loss": losses[-1], **metrics})
-                if metrics["score"] > best["score"]:
-                    best = {"score": metrics["score"], "epoch": epoch, "state": self._module_state(), **metrics}
-                bar.set_postfix(loss=f"{losses[-1]:.4f}", val=f"{metrics['score']:.4f}", best=best["epoch"])
-                if self.patience and epoch - best["epoch"] >= self.patience:
+                best.update(epoch, metrics, self._module_state)
+                bar.set_postfix(loss=f"{losses[-1]:.4f}", val=f"{metrics['score']:.4f}", best=best.epoch)
+                if best.should_stop(epoch):
                     stopped_early = True
                     break
             else:
                 bar.set_postfix(loss=f"{losses[-1]:.4f}")
         bar.close()
 
-        if best["state"] is not None:
-            self._load_module_state(best["state"])
-            chosen, selection = best["epoch"], "best validation score"
-        else:
-            chosen, selection = len(losses), "last epoch (no validation split)"
+        chosen, selection = best.restore(self._load_module_state, len(losses))
         self.adaptor.eval()
         self.discriminator.eval()
         self._head = None
@@ -383,7 +379,7 @@ class SimpleNet(AnomalyModel):
             val_anomalies=0 if val is None else int(np.sum(val["labels"])),
             loss_curve=losses,
             val_curve=val_curve,
-            val_metrics={k: best[k] for k in ("image_auroc", "pixel_auroc", "aupro", "score") if k in best},
+            val_metrics=best.summary,
         )
         return self
 
