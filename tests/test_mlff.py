@@ -195,9 +195,13 @@ def demo(tmp_path_factory):
     return data, model, kwargs, root
 
 
-def test_registered_with_ablation_variants():
-    for name in ("mlff", "mlff_base", "mlff_sc", "mlff_sc_stl", "mlff_sc_stl_score"):
-        assert name in available_methods()
+def test_registered_and_table4_variants_resolve():
+    from defectkit.benchmark import resolve_variants
+    from defectkit.models.mlff import TABLE4_VARIANTS
+
+    assert "mlff" in available_methods()
+    resolved = resolve_variants(list(TABLE4_VARIANTS.values()), None)
+    assert len(resolved) == 5
 
 
 def test_fit_predict_and_fit_info(demo):
@@ -225,9 +229,8 @@ def test_same_seed_same_scores_and_baseline_variant(demo):
     data, model, kwargs, root = demo
     again = MLFF(seed=0, **kwargs).fit(data, progress=False)
     assert np.allclose(model.predict(data.test)[0], again.predict(data.test)[0], atol=1e-6)
-    from defectkit.models.base import method_class
-
-    base = method_class("mlff_base")(seed=0, **dict(kwargs, epochs=1)).fit(data, progress=False)
+    baseline = dict(texture=False, scconv=False, score_weight=0.0, consistency_weight=0.0)
+    base = MLFF(seed=0, **dict(kwargs, epochs=1, **baseline)).fit(data, progress=False)
     assert base.fit_info_["map_source"] == "distance" and base.net.tem is None and base.net.scconv is None
     scores, _ = base.predict(data.test)
     assert np.all(scores >= 0)  # pseudo-Huber distances
