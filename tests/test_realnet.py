@@ -8,7 +8,7 @@ import torch
 
 from defectkit.data import MVTecCategory, make_demo_dataset
 from defectkit.models import available_methods, load_model, method_class
-from defectkit.models.realnet import RealNet, split_normals
+from defectkit.models.realnet import RealNet
 from defectkit.models.realnet_afs import (
     AFSAccumulator,
     afs_channel_losses,
@@ -135,12 +135,6 @@ def test_recon_unet_keeps_shape_on_odd_grids():
         x = torch.randn(2, 5, *hw)
         assert net(x).shape == x.shape
     assert recon_width(256) == 128 and recon_width(12) == 16
-
-
-def test_split_normals():
-    train, val = split_normals(20, 0.15, seed=0)
-    assert len(val) == 3 and len(train) == 17 and not set(train) & set(val)
-    assert split_normals(3, 0.15, seed=0)[1] is None
 
 
 # ---------------------------------------------------------------------------- estimator

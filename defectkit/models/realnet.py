@@ -48,21 +48,12 @@ from .realnet_synth import (
     to_uint8,
 )
 from .realnet_unet import ReconUNet, recon_width
+from .simplenet_parts import split_validation
 
 AFS_MODES = ("afs", "random", "all")
 RRS_MODES = ("rrs", "all")
 SYNTHESIS = ("dtd", "sdas")
 _VAL_PIXEL_STRIDE = 2  # validation pixel metrics on every 2nd pixel per axis (4x cheaper)
-
-
-def split_normals(n: int, fraction: float, seed: int, min_val: int = 2, min_train: int = 2):
-    """Seeded split of n normal images -> (sorted train indices, sorted validation indices or None)."""
-    n_val = int(round(fraction * n))
-    if fraction <= 0 or n - max(n_val, min_val) < min_train:
-        return np.arange(n), None
-    n_val = max(n_val, min_val)
-    perm = np.random.default_rng(seed).permutation(n)
-    return np.sort(perm[n_val:]), np.sort(perm[:n_val])
 
 
 @register_method
@@ -261,7 +252,7 @@ class RealNet(AnomalyModel):
     # ---- training ------------------------------------------------------------------------
     def _fit(self, paths: List[Path], progress: bool) -> None:
         t0 = time.perf_counter()
-        train_idx, val_idx = split_normals(len(paths), self.val_fraction, self.seed)
+        train_idx, val_idx = split_validation(len(paths), self.val_fraction, self.seed)
         train_paths = [paths[i] for i in train_idx]
         extractor = self.feature_extractor(self.strides)
         train_feats = extractor(train_paths, desc="realnet features")
