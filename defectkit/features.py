@@ -22,20 +22,37 @@ def aggregate_neighbourhood(feature: torch.Tensor, patch_size: int = 3) -> torch
     return F.avg_pool2d(feature, patch_size, stride=1, padding=pad, count_include_pad=False)
 
 
+def stage_balance_weights(channels: Sequence[int]) -> list:
+    """Per-stage factors sqrt(C_max / C) that give every stage the same weight in a distance.
+
+    The official PatchCore and SimpleNet code resamples every stage to one common channel
+    count before concatenating, so a narrow stage counts as much as a wide one. Scaling a
+    stage by sqrt(C_max / C) has that effect on squared Euclidean distances without
+    inflating the feature dimension (which would slow nearest-neighbour search).
+    """
+    widest = max(channels)
+    return [(widest / c) ** 0.5 for c in channels]
+
+
 def fuse_stages(
     features: Dict[int, torch.Tensor],
     strides: Sequence[int] = (8, 16),
     patch_size: int = 3,
+    balance: bool = False,
 ) -> torch.Tensor:
-    """Aggregate each stage, resize all to the finest stage's grid, concatenate channels."""
+    """Aggregate each stage, resize all to the finest stage's grid, concatenate channels.
+
+    With ``balance`` each stage is scaled by :func:`stage_balance_weights`.
+    """
     strides = sorted(strides)
     target = features[strides[0]].shape[-2:]
+    weights = stage_balance_weights([features[s].shape[1] for s in strides]) if balance else [1.0] * len(strides)
     parts = []
-    for stride in strides:
+    for stride, weight in zip(strides, weights):
         f = aggregate_neighbourhood(features[stride], patch_size)
         if f.shape[-2:] != target:
             f = F.interpolate(f, size=target, mode="bilinear", align_corners=False)
-        parts.append(f)
+        parts.append(f * weight if weight != 1.0 else f)
     return torch.cat(parts, dim=1)
 
 

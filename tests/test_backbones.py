@@ -80,3 +80,30 @@ def test_unknown_backbone_lists_available():
 def test_unknown_stride_is_rejected():
     with pytest.raises(ValueError, match=r"no stage of stride \[32\]"):
         create_backbone("efficientnet_lite0")(torch.rand(1, 3, 64, 64), (32,))
+
+
+@pytest.mark.parametrize("size,expected_pad", [(8, (0, 1)), (7, (1, 1))])
+def test_same_padding_matches_tensorflow(size, expected_pad):
+    """Lite checkpoints come from TensorFlow: stride 2 on even input pads bottom/right only."""
+    from torch.nn import functional as F
+
+    from defectkit.backbones.efficientnet_lite import Conv2dSame
+
+    torch.manual_seed(0)
+    conv = Conv2dSame(2, 3, 3, stride=2, bias=False)
+    x = torch.randn(1, 2, size, size)
+    before, after = expected_pad
+    reference = F.conv2d(F.pad(x, (before, after, before, after)), conv.weight, stride=2)
+    assert torch.allclose(conv(x), reference, atol=1e-6)
+    assert conv(x).shape[-1] == -(-size // 2)
+
+
+def test_cached_features_are_keyed_by_backbone_revision(tmp_path):
+    from defectkit.data.preprocess import Preprocess
+    from defectkit.feature_cache import FeatureExtractor
+
+    bb = create_backbone("efficientnet_lite0")
+    first = FeatureExtractor(bb, Preprocess(64), (8,), "cpu", cache_dir=tmp_path).cache_dir
+    bb.revision = bb.revision + 1
+    second = FeatureExtractor(bb, Preprocess(64), (8,), "cpu", cache_dir=tmp_path).cache_dir
+    assert first != second

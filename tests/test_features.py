@@ -64,3 +64,15 @@ def test_feature_cache_hits_and_is_keyed_by_content(tmp_path):
     assert other.cache_dir != fx.cache_dir
     uncached = FeatureExtractor(bb, Preprocess(64), (8, 16), torch.device("cpu"), use_cache=False)(paths)
     assert torch.allclose(uncached[16], fourth[16], rtol=1e-4, atol=1e-4)  # batch size may change the conv algorithm
+
+
+def test_stage_balance_gives_every_stage_equal_weight_in_squared_distance():
+    from defectkit.features import fuse_stages, stage_balance_weights
+
+    assert stage_balance_weights([4, 16]) == [2.0, 1.0]
+    feats = {8: torch.ones(1, 4, 4, 4), 16: torch.ones(1, 16, 2, 2)}
+    fused = fuse_stages(feats, (8, 16), patch_size=1, balance=True)
+    narrow, wide = fused[0, :4, 0, 0], fused[0, 4:, 0, 0]
+    assert torch.isclose((narrow**2).sum(), (wide**2).sum())
+    unbalanced = fuse_stages(feats, (8, 16), patch_size=1)
+    assert torch.equal(unbalanced[0, :, 0, 0], torch.ones(20))

@@ -79,6 +79,16 @@ def test_fit_predict_save_load_round_trip(demo, tmp_path):
     np.testing.assert_array_equal(maps, m2)
 
 
+def test_load_refuses_a_model_trained_on_another_backbone_revision(demo, tmp_path):
+    model = PatchCore(image_size=64, device="cpu", use_cache=False).fit(demo, progress=False)
+    path = model.save(tmp_path / "m.pt")
+    payload = torch.load(path, weights_only=False)
+    payload["backbone"]["revision"] = 1
+    torch.save(payload, path)
+    with pytest.raises(ValueError, match="revision 1.*Retrain"):
+        AnomalyModel.load(path, device="cpu")
+
+
 def test_same_seed_same_scores(demo):
     a = PatchCore(image_size=64, device="cpu", use_cache=False, seed=1).fit(demo, progress=False).predict(demo.test)[0]
     b = PatchCore(image_size=64, device="cpu", use_cache=False, seed=1).fit(demo, progress=False).predict(demo.test)[0]

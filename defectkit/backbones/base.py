@@ -22,6 +22,9 @@ class Backbone(nn.Module):
 
     name: str = "backbone"
     stage_channels: Dict[int, int] = {}
+    # Bumped whenever the same weights would give different features (e.g. a padding fix),
+    # so cached features and saved models from the old definition are never mixed in.
+    revision: int = 1
 
     def __init__(self, mean: Sequence[float] = IMAGENET_MEAN, std: Sequence[float] = IMAGENET_STD):
         super().__init__()

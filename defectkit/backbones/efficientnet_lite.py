@@ -11,6 +11,7 @@ squeeze-excitation, and a fixed 32-channel stem.
 
 from __future__ import annotations
 
+import math
 import re
 from collections import OrderedDict
 from pathlib import Path
@@ -18,6 +19,7 @@ from typing import Dict, List, Optional, Tuple
 
 import torch
 from torch import nn
+from torch.nn import functional as F
 
 from .base import Backbone
 
@@ -34,9 +36,36 @@ WEIGHT_PACKAGES = {
 }
 
 
+class Conv2dSame(nn.Conv2d):
+    """Convolution with TensorFlow's "SAME" padding, which the Lite checkpoints were trained with.
+
+    For stride 2 on an even-sized input TensorFlow pads one pixel on the bottom/right only.
+    PyTorch's symmetric padding would shift every strided feature map by a pixel at each
+    downsampling (up to 15 input pixels at stride 16), which still classifies well but
+    misplaces anomaly maps; on bottle validation it cost about 1 point of pixel AUROC.
+    """
+
+    def __init__(self, cin: int, cout: int, kernel: int, stride: int = 1, groups: int = 1, bias: bool = False):
+        # Stride 1 with an odd kernel: "SAME" is symmetric, so the fast built-in padding is exact.
+        symmetric = stride == 1 and kernel % 2 == 1
+        super().__init__(cin, cout, kernel, stride, padding=(kernel - 1) // 2 if symmetric else 0, groups=groups, bias=bias)
+        self.explicit_pad = not symmetric
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not self.explicit_pad:
+            return super().forward(x)
+        pads = []
+        for size, k, s in zip(x.shape[-2:], self.kernel_size, self.stride):
+            total = max((math.ceil(size / s) - 1) * s + k - size, 0)
+            pads.append((total // 2, total - total // 2))
+        (top, bottom), (left, right) = pads
+        x = F.pad(x, (left, right, top, bottom))
+        return F.conv2d(x, self.weight, self.bias, self.stride, 0, self.dilation, self.groups)
+
+
 def conv_bn(cin: int, cout: int, kernel: int, stride: int = 1, groups: int = 1, act: bool = True) -> nn.Sequential:
     layers: List[nn.Module] = [
-        nn.Conv2d(cin, cout, kernel, stride, padding=(kernel - 1) // 2, groups=groups, bias=False),
+        Conv2dSame(cin, cout, kernel, stride, groups=groups, bias=False),
         nn.BatchNorm2d(cout, eps=BN_EPS),
     ]
     if act:
@@ -126,6 +155,8 @@ def packaged_weights_path(name: str) -> Path:
 
 class EfficientNetLite(Backbone):
     """EfficientNet-Lite with stride-4/8/16 taps (ends of stages 2, 3 and 5)."""
+
+    revision = 2  # 2: TensorFlow "SAME" padding (1 used symmetric padding)
 
     def __init__(self, name: str, state: Dict[str, torch.Tensor], keep_classifier: bool = False):
         super().__init__(mean=LITE_MEAN, std=LITE_STD)

@@ -187,7 +187,11 @@ class AnomalyModel:
             "defectkit_version": __version__,
             "method": self.method,
             "params": self.get_params(),
-            "backbone": {"name": self.backbone_name, "weights_id": self.backbone.weights_id},
+            "backbone": {
+                "name": self.backbone_name,
+                "weights_id": self.backbone.weights_id,
+                "revision": getattr(self.backbone, "revision", 1),
+            },
             "preprocess": self.preprocess.to_dict(),
             "fit_info": self.fit_info_,
             "state": self._get_state(),
@@ -217,6 +221,14 @@ class AnomalyModel:
             raise ValueError(f"{path} holds a {payload['method']!r} model, not {cls.method!r}")
         params = dict(payload["params"], device=device)
         model = model_cls(**params)
+        saved_revision = payload.get("backbone", {}).get("revision", 1)
+        current_revision = getattr(model.backbone, "revision", 1)
+        if saved_revision != current_revision:
+            raise ValueError(
+                f"{path} was trained on revision {saved_revision} of backbone "
+                f"{payload['backbone']['name']!r}, which now computes revision {current_revision} "
+                "features; its heads would not match them. Retrain the model with this defectkit."
+            )
         model._set_state(payload["state"])
         model.fit_info_ = payload.get("fit_info", {})
         model.fitted_ = True

@@ -41,6 +41,7 @@ class PatchCore(AnomalyModel):
         num_neighbours: int = 9,
         blur_sigma: float = 4.0,
         search_backend: str = "auto",
+        stage_balance: bool = True,
     ):
         super().__init__(backbone, weights, image_size, crop_size, device, seed, batch_size, cache_dir, use_cache)
         self.strides = tuple(strides)
@@ -50,12 +51,13 @@ class PatchCore(AnomalyModel):
         self.num_neighbours = num_neighbours
         self.blur_sigma = blur_sigma
         self.search_backend = search_backend
+        self.stage_balance = stage_balance
         self.memory_bank: Optional[torch.Tensor] = None
         self._index: Optional[NearestNeighbourIndex] = None
 
     def patch_features(self, stage_features: Dict[int, torch.Tensor]) -> torch.Tensor:
         """{stride: N x C x h x w} -> N x h x w x D patch features."""
-        return fuse_stages(stage_features, self.strides, self.patch_size).permute(0, 2, 3, 1)
+        return fuse_stages(stage_features, self.strides, self.patch_size, self.stage_balance).permute(0, 2, 3, 1)
 
     def _fit(self, paths: List[Path], progress: bool) -> None:
         import time

@@ -114,7 +114,7 @@ class PRN(AnomalyModel):
         focal_gamma: float = 4.0,
         lr: float = 1e-3,
         weight_decay: float = 1e-5,
-        epochs: int = 10,
+        epochs: int = 20,
         train_batch_size: int = 16,
         batch_mix: Tuple[int, int, int] = (2, 1, 1),
         pool_size: int = 256,

@@ -60,6 +60,8 @@ class SimpleNet(AnomalyModel):
 
     Method parameters (paper / official code defaults):
       ``strides`` (8, 16) and ``patch_size`` 3: the feature extractor;
+      ``stage_balance`` True: every stage weighs the same, as the official code's
+      resampling of each stage to one channel count does (``features.stage_balance_weights``);
       ``noise_std`` 0.015: std of the Gaussian anomalous-feature noise;
       ``feature_std`` 0.03 and ``feature_norm`` "global" (ours, see below): the frozen
       features are centred and multiplied by one factor so that their RMS per-dimension
@@ -101,6 +103,7 @@ class SimpleNet(AnomalyModel):
         use_cache: bool = True,
         strides: Tuple[int, ...] = (8, 16),
         patch_size: int = 3,
+        stage_balance: bool = True,
         feature_std: Optional[float] = 0.03,
         feature_norm: str = "global",
         noise_std: float = 0.015,
@@ -132,6 +135,7 @@ class SimpleNet(AnomalyModel):
             raise ValueError(f"val_fraction must be in [0, 1), got {val_fraction}")
         self.strides = tuple(strides)
         self.patch_size = patch_size
+        self.stage_balance = stage_balance
         self.feature_std = feature_std
         self.feature_norm = feature_norm
         self.noise_std = noise_std
@@ -160,7 +164,7 @@ class SimpleNet(AnomalyModel):
     # ---- features ------------------------------------------------------------------------
     def patch_features(self, stage_features: Dict[int, torch.Tensor]) -> torch.Tensor:
         """{stride: N x C_s x h_s x w_s} -> N x C x h x w local features o (paper eq. 1-3)."""
-        return fuse_stages(stage_features, self.strides, self.patch_size)
+        return fuse_stages(stage_features, self.strides, self.patch_size, self.stage_balance)
 
     def _build(self, dim: int, generator: Optional[torch.Generator] = None) -> None:
         hidden = self.disc_hidden or dim
