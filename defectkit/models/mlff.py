@@ -130,7 +130,7 @@ class MLFF(AnomalyModel):
         anomaly_ratio: float = 0.5,
         pseudo_kinds: Tuple[str, ...] = ("confetti", "cutpaste", "cutpaste_scar"),
         label_threshold: float = 0.25,
-        score_weight: float = 1.0,
+        score_weight: float = 3.0,
         consistency_weight: float = 0.1,
         margin_normal: float = 0.0,
         margin_anomalous: float = 1.0,
