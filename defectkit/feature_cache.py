@@ -66,7 +66,7 @@ class FeatureExtractor:
             "format": CACHE_FORMAT,
             "backbone": backbone.name,
             "weights": backbone.weights_id,
-            "revision": getattr(backbone, "revision", 1),
+            "revision": backbone.revision,
             "preprocess": preprocess.to_dict(),
             "strides": list(self.strides),
         }

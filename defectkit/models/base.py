@@ -190,7 +190,7 @@ class AnomalyModel:
             "backbone": {
                 "name": self.backbone_name,
                 "weights_id": self.backbone.weights_id,
-                "revision": getattr(self.backbone, "revision", 1),
+                "revision": self.backbone.revision,
             },
             "preprocess": self.preprocess.to_dict(),
             "fit_info": self.fit_info_,
@@ -222,7 +222,7 @@ class AnomalyModel:
         params = dict(payload["params"], device=device)
         model = model_cls(**params)
         saved_revision = payload.get("backbone", {}).get("revision", 1)
-        current_revision = getattr(model.backbone, "revision", 1)
+        current_revision = model.backbone.revision
         if saved_revision != current_revision:
             raise ValueError(
                 f"{path} was trained on revision {saved_revision} of backbone "
