@@ -84,6 +84,14 @@ def test_select_channels_handles_nan_and_ties_deterministically():
 def test_keep_counts():
     widths = {4: 24, 8: 40, 16: 112}  # EfficientNet-Lite0
     assert keep_counts(widths, (4, 8, 16), 0.5) == {4: 12, 8: 20, 16: 56}
+    # the paper's WRN-50 choice {256, 512, 512, 256} of {256, 512, 1024, 2048}, as fractions
+    wrn = {4: 256, 8: 512, 16: 1024, 32: 2048}
+    assert keep_counts(wrn, (4, 8, 16, 32), "paper") == {4: 256, 8: 512, 16: 512, 32: 256}
+    assert keep_counts(widths, (4, 8, 16), "paper") == {4: 24, 8: 40, 16: 56}
+    with pytest.raises(ValueError, match="no fraction for strides"):
+        keep_counts({2: 16, 4: 24}, (2, 4), "paper")
+    with pytest.raises(ValueError, match="afs_keep"):
+        keep_counts(widths, (4, 8, 16), "half")
     assert keep_counts(widths, (4, 8, 16), [24, 10, 5]) == {4: 24, 8: 10, 16: 5}
     assert keep_counts(widths, (8, 16), {8: 3, 16: 4}) == {8: 3, 16: 4}
     with pytest.raises(ValueError):
@@ -161,15 +169,15 @@ def test_fit_predict_and_fit_info(demo):
     assert np.isfinite(scores).all() and (maps >= 0).all() and (maps <= 1).all()
     assert np.allclose(scores, maps.reshape(len(maps), -1).max(1))  # image score = max of the map
     info = model.fit_info_
-    assert info["kept_channels"] == {"4": 12, "8": 20, "16": 56}
-    assert info["rrs_selected"] == {"max": 14, "mean": 15}
+    assert info["kept_channels"] == {"4": 24, "8": 40, "16": 56}  # afs_keep="paper" on Lite0
+    assert info["rrs_selected"] == {"max": 20, "mean": 20}  # r = 120 / 3
     assert info["val_images"] == 2 and info["train_images"] == 12 and info["pool_size"] == 16
     assert 1 <= info["chosen_epoch"] <= 2 and len(info["val_curve"]) == 2
     assert len(info["afs_losses"]["16"]) == 112
     # the kept channels are the ones with the smallest AFS loss
-    losses = torch.tensor(info["afs_losses"]["8"])
-    kept = info["afs_indices"]["8"]
-    dropped = sorted(set(range(40)) - set(kept))
+    losses = torch.tensor(info["afs_losses"]["16"])
+    kept = info["afs_indices"]["16"]
+    dropped = sorted(set(range(112)) - set(kept))
     assert losses[kept].max() <= losses[dropped].min()
 
 
@@ -194,8 +202,9 @@ def test_same_seed_same_scores_and_ablations(demo):
     ablated = RealNet(seed=0, afs="random", rrs="all", **kwargs).fit(data, progress=False)
     info = ablated.fit_info_
     assert info["afs_mode"] == "random" and info["rrs_selected"] == "all"
-    assert info["kept_channels"] == {"4": 12, "8": 20, "16": 56} and "afs_losses" not in info
-    assert ablated.discriminator.mlp[0].in_channels == 88
+    # afs_keep="paper" on Lite0: strides 4 and 8 whole, so "random" only draws at stride 16
+    assert info["kept_channels"] == {"4": 24, "8": 40, "16": 56} and "afs_losses" not in info
+    assert ablated.discriminator.mlp[0].in_channels == 120
     assert np.isfinite(ablated.predict(data.test)[0]).all()
 
 

@@ -15,7 +15,12 @@ from typing import Dict, Mapping, Optional, Sequence, Union
 import torch
 import torch.nn.functional as F
 
-KeepSpec = Union[float, int, Sequence[int], Mapping[int, int]]
+KeepSpec = Union[str, float, int, Sequence[int], Mapping[int, int]]
+
+#: The paper's m_k for WideResNet-50 ({256, 512, 512, 256} of {256, 512, 1024, 2048}) as the
+#: fraction kept per stride: stages 1-2 whole, half of stage 3, an eighth of stage 4.
+#: ``afs_keep="paper"`` applies these fractions to any backbone's widths.
+PAPER_KEEP_FRACTIONS = {4: 1.0, 8: 1.0, 16: 0.5, 32: 0.125}
 
 
 def afs_channel_losses(anomalous: torch.Tensor, normal: torch.Tensor, masks: torch.Tensor) -> torch.Tensor:
@@ -58,12 +63,18 @@ def random_channels(channels: int, keep: int, generator: torch.Generator) -> tor
 
 
 def keep_counts(stage_channels: Mapping[int, int], strides: Sequence[int], keep: KeepSpec) -> Dict[int, int]:
-    """m_k per stride: ``keep`` is a fraction of each stage's width (0 < f <= 1), or explicit
-    counts (a list in stride order, or {stride: m}). The paper's WRN-50 setting
-    {256, 512, 512, 256} of {256, 512, 1024, 2048} keeps 1/2 of stages 2-3; the default 0.5
-    applies that to every stage."""
+    """m_k per stride: ``"paper"`` (the WRN-50 fractions of ``PAPER_KEEP_FRACTIONS`` applied
+    to this backbone's widths), one fraction of every stage's width (0 < f <= 1), or explicit
+    counts (a list in stride order, or {stride: m})."""
     strides = list(strides)
-    if isinstance(keep, Mapping):
+    if isinstance(keep, str):
+        if keep != "paper":
+            raise ValueError(f"afs_keep must be 'paper', a fraction or counts, got {keep!r}")
+        missing = [s for s in strides if s not in PAPER_KEEP_FRACTIONS]
+        if missing:
+            raise ValueError(f"afs_keep='paper' has no fraction for strides {missing}; give counts instead")
+        counts = {s: max(1, int(round(PAPER_KEEP_FRACTIONS[s] * stage_channels[s]))) for s in strides}
+    elif isinstance(keep, Mapping):
         counts = {int(s): int(keep[s]) for s in strides}
     elif isinstance(keep, (list, tuple)):
         if len(keep) != len(strides):
