@@ -400,9 +400,11 @@ def test_evaluate_speed_100_images_256():
     maps = (rng.random((n, h, w), dtype=np.float32) + 0.8 * masks).astype(np.float32)
     scores = maps.reshape(n, -1).max(axis=1)
 
-    t0 = time.perf_counter()
+    # CPU time of this process, not wall time: the bound is on the work done, so other jobs
+    # sharing the machine's cores cannot fail the test
+    t0 = time.process_time()
     r = evaluate(labels, scores, masks, maps)
-    elapsed = time.perf_counter() - t0
-    print(f"evaluate(100 x 256 x 256, all metrics): {elapsed:.2f} s")
+    elapsed = time.process_time() - t0
+    print(f"evaluate(100 x 256 x 256, all metrics): {elapsed:.2f} s CPU")
     assert elapsed < 10.0
     assert 0.5 < r["aupro"] <= 1.0 and 0.5 < r["pixel_auroc"] <= 1.0
