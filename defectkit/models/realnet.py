@@ -65,7 +65,8 @@ class RealNet(AnomalyModel):
       ``afs`` "afs" | "random" (ablation: random channel choice, RDR) | "all" (no selection);
       ``afs_keep`` "paper": m_k = the paper's WRN-50 fractions per stride (all of strides 4
       and 8, half of 16, an eighth of 32; Lite0: 24/40/56), or one fraction of every stage's
-      width, or explicit counts (list in stride order); ``afs_batch_size`` 16: triplets per AFS batch (min-max is per batch);
+      width, or explicit counts (list in stride order); ``afs_batch_size`` 16: triplets per
+      AFS batch (min-max is per batch);
       ``rrs`` "rrs" | "all" (ablation: all residuals to the discriminator); ``rrs_fraction``
       1/3: r = fraction x m';
       ``synthesis`` "dtd" | "sdas"; ``textures`` DTD folder (default $DEFECTKIT_TEXTURES,

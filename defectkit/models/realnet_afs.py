@@ -62,6 +62,11 @@ def random_channels(channels: int, keep: int, generator: torch.Generator) -> tor
     return torch.sort(torch.randperm(channels, generator=generator)[: min(keep, channels)]).values
 
 
+def _counts_from_fractions(stage_channels: Mapping[int, int], fractions: Mapping[int, float]) -> Dict[int, int]:
+    """{stride: fraction of the stage's width} -> {stride: channel count}, at least one."""
+    return {s: max(1, int(round(f * stage_channels[s]))) for s, f in fractions.items()}
+
+
 def keep_counts(stage_channels: Mapping[int, int], strides: Sequence[int], keep: KeepSpec) -> Dict[int, int]:
     """m_k per stride: ``"paper"`` (the WRN-50 fractions of ``PAPER_KEEP_FRACTIONS`` applied
     to this backbone's widths), one fraction of every stage's width (0 < f <= 1), or explicit
@@ -73,7 +78,7 @@ def keep_counts(stage_channels: Mapping[int, int], strides: Sequence[int], keep:
         missing = [s for s in strides if s not in PAPER_KEEP_FRACTIONS]
         if missing:
             raise ValueError(f"afs_keep='paper' has no fraction for strides {missing}; give counts instead")
-        counts = {s: max(1, int(round(PAPER_KEEP_FRACTIONS[s] * stage_channels[s]))) for s in strides}
+        counts = _counts_from_fractions(stage_channels, {s: PAPER_KEEP_FRACTIONS[s] for s in strides})
     elif isinstance(keep, Mapping):
         counts = {int(s): int(keep[s]) for s in strides}
     elif isinstance(keep, (list, tuple)):
@@ -84,7 +89,7 @@ def keep_counts(stage_channels: Mapping[int, int], strides: Sequence[int], keep:
         f = float(keep)
         if not 0.0 < f <= 1.0:
             raise ValueError(f"afs_keep as a fraction must be in (0, 1], got {keep}")
-        counts = {s: max(1, int(round(f * stage_channels[s]))) for s in strides}
+        counts = _counts_from_fractions(stage_channels, {s: f for s in strides})
     for s, k in counts.items():
         if not 1 <= k <= stage_channels[s]:
             raise ValueError(f"cannot keep {k} channels of stride {s} (it has {stage_channels[s]})")
