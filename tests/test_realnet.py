@@ -169,8 +169,8 @@ def test_fit_predict_and_fit_info(demo):
     assert np.isfinite(scores).all() and (maps >= 0).all() and (maps <= 1).all()
     assert np.allclose(scores, maps.reshape(len(maps), -1).max(1))  # image score = max of the map
     info = model.fit_info_
-    assert info["kept_channels"] == {"4": 24, "8": 40, "16": 56}  # afs_keep="paper" on Lite0
-    assert info["rrs_selected"] == {"max": 20, "mean": 20}  # r = 120 / 3
+    assert info["kept_channels"] == {"4": 12, "8": 20, "16": 56}  # afs_keep=0.5 on Lite0
+    assert info["rrs_selected"] == {"max": 14, "mean": 15}  # r = round(88 / 3) = 29
     assert info["val_images"] == 2 and info["train_images"] == 12 and info["pool_size"] == 16
     assert 1 <= info["chosen_epoch"] <= 2 and len(info["val_curve"]) == 2
     assert len(info["afs_losses"]["16"]) == 112
@@ -202,9 +202,8 @@ def test_same_seed_same_scores_and_ablations(demo):
     ablated = RealNet(seed=0, afs="random", rrs="all", **kwargs).fit(data, progress=False)
     info = ablated.fit_info_
     assert info["afs_mode"] == "random" and info["rrs_selected"] == "all"
-    # afs_keep="paper" on Lite0: strides 4 and 8 whole, so "random" only draws at stride 16
-    assert info["kept_channels"] == {"4": 24, "8": 40, "16": 56} and "afs_losses" not in info
-    assert ablated.discriminator.mlp[0].in_channels == 120
+    assert info["kept_channels"] == {"4": 12, "8": 20, "16": 56} and "afs_losses" not in info
+    assert ablated.discriminator.mlp[0].in_channels == 88
     assert np.isfinite(ablated.predict(data.test)[0]).all()
 
 
