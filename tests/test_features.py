@@ -8,7 +8,16 @@ from scipy import ndimage
 from defectkit.backbones import create_backbone
 from defectkit.data.preprocess import Preprocess
 from defectkit.feature_cache import FeatureExtractor
-from defectkit.features import aggregate_neighbourhood, fuse_stages, gaussian_blur
+import pytest
+import torch.nn.functional as F
+
+from defectkit.features import (
+    adaptive_pool_matrix,
+    aggregate_neighbourhood,
+    embed_neighbourhood,
+    fuse_stages,
+    gaussian_blur,
+)
 
 
 def test_neighbourhood_average_matches_scipy_inside():
@@ -24,6 +33,35 @@ def test_fuse_stages_grid_and_channels():
     feats = {8: torch.rand(2, 5, 8, 8), 16: torch.rand(2, 7, 4, 4)}
     out = fuse_stages(feats, (8, 16), 3)
     assert out.shape == (2, 12, 8, 8)
+
+
+@pytest.mark.parametrize("l_in,l_out", [(360, 128), (1008, 128), (100, 256), (7, 3), (5, 5)])
+def test_adaptive_pool_matrix_is_torch_adaptive_avg_pool1d(l_in, l_out):
+    v = torch.randn(3, l_in, dtype=torch.float64)
+    ref = F.adaptive_avg_pool1d(v[:, None], l_out)[:, 0]
+    torch.testing.assert_close(v @ adaptive_pool_matrix(l_in, l_out).T, ref)
+
+
+def test_adaptive_embedding_is_unfold_then_pool_per_location():
+    """The official code's f_agg: flatten each zero-padded C x 3 x 3 neighbourhood, pool to d."""
+    f = torch.randn(2, 40, 6, 7)
+    unfolded = F.unfold(f, 3, padding=1)  # N x (C*9) x L, ordered (channel, row, column)
+    per_location = unfolded.transpose(1, 2).reshape(-1, 1, 40 * 9)
+    ref = F.adaptive_avg_pool1d(per_location, 128).reshape(2, 6 * 7, 128).transpose(1, 2).reshape(2, 128, 6, 7)
+    torch.testing.assert_close(embed_neighbourhood(f, 3, 128), ref, rtol=1e-5, atol=1e-5)
+    # a shifted neighbour changes the embedding, unlike the plain 3x3 mean
+    g = f.clone()
+    g[:, :, 2, 3], g[:, :, 2, 4] = f[:, :, 2, 4], f[:, :, 2, 3]
+    assert not torch.allclose(embed_neighbourhood(g, 3, 128)[:, :, 2, 3], embed_neighbourhood(f, 3, 128)[:, :, 2, 3])
+
+
+def test_fuse_stages_adaptive_widths_and_errors():
+    feats = {8: torch.rand(2, 5, 8, 8), 16: torch.rand(2, 7, 4, 4)}
+    assert fuse_stages(feats, (8, 16), 3, aggregation="adaptive", embed_dim=16).shape == (2, 32, 8, 8)
+    with pytest.raises(ValueError, match="embed_dim"):
+        fuse_stages(feats, (8, 16), 3, aggregation="adaptive")
+    with pytest.raises(ValueError, match="aggregation"):
+        fuse_stages(feats, (8, 16), 3, aggregation="max")
 
 
 def test_gaussian_blur_matches_scipy():

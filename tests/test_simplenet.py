@@ -208,6 +208,19 @@ def test_save_load_round_trip(demo):
     assert np.array_equal(a, b) and np.array_equal(ma, mb)
 
 
+def test_file_from_before_the_aggregation_option_loads_with_the_mean(demo, tmp_path):
+    """Older files lack ``aggregation``: they were trained on 3x3-mean features and must keep them."""
+    data, _, kwargs, _ = demo
+    old = SimpleNet(seed=0, aggregation="mean", **kwargs).fit(data, progress=False)
+    path = old.save(tmp_path / "old.pt")
+    payload = torch.load(path, weights_only=False)
+    del payload["params"]["aggregation"], payload["params"]["embed_dim"]
+    torch.save(payload, path)
+    loaded = load_model(path, device="cpu")
+    assert loaded.aggregation == "mean" and SimpleNet().aggregation == "adaptive"
+    assert np.array_equal(loaded.predict(data.test)[0], old.predict(data.test)[0])
+
+
 def test_same_seed_same_scores(demo):
     data, model, kwargs, _ = demo
     again = SimpleNet(seed=0, **kwargs).fit(data, progress=False)  # features come from the cache

@@ -73,6 +73,9 @@ class AnomalyModel:
     """Base class: subclasses set ``method`` and implement ``_fit``, ``_predict_tensor`` and state I/O."""
 
     method: str = "base"
+    #: Values for parameters that older model files do not carry: the behaviour those files
+    #: were trained with, which may differ from today's default (e.g. a new feature option).
+    legacy_params: Dict[str, Any] = {}
 
     def __init__(
         self,
@@ -219,7 +222,7 @@ class AnomalyModel:
         model_cls = method_class(payload["method"])
         if cls is not AnomalyModel and not issubclass(model_cls, cls):
             raise ValueError(f"{path} holds a {payload['method']!r} model, not {cls.method!r}")
-        params = dict(payload["params"], device=device)
+        params = {**model_cls.legacy_params, **payload["params"], "device": device}
         model = model_cls(**params)
         saved_revision = payload.get("backbone", {}).get("revision", 1)
         current_revision = model.backbone.revision

@@ -13,7 +13,7 @@ from typing import Any, Dict, List, Optional, Tuple
 
 import torch
 
-from ..features import fuse_stages, upsample_maps
+from ..features import AGGREGATIONS, fuse_stages, upsample_maps
 from .base import AnomalyModel, register_method
 from .coreset import greedy_coreset
 from .nearest_neighbour import NearestNeighbourIndex
@@ -42,6 +42,8 @@ class PatchCore(AnomalyModel):
         blur_sigma: float = 4.0,
         search_backend: str = "auto",
         stage_balance: bool = True,
+        aggregation: str = "mean",
+        embed_dim: int = 128,
     ):
         super().__init__(backbone, weights, image_size, crop_size, device, seed, batch_size, cache_dir, use_cache)
         self.strides = tuple(strides)
@@ -52,12 +54,19 @@ class PatchCore(AnomalyModel):
         self.blur_sigma = blur_sigma
         self.search_backend = search_backend
         self.stage_balance = stage_balance
+        if aggregation not in AGGREGATIONS:
+            raise ValueError(f"aggregation must be one of {AGGREGATIONS}, got {aggregation!r}")
+        self.aggregation = aggregation  # "mean" or the official code's "adaptive" (features.py)
+        self.embed_dim = embed_dim
         self.memory_bank: Optional[torch.Tensor] = None
         self._index: Optional[NearestNeighbourIndex] = None
 
     def patch_features(self, stage_features: Dict[int, torch.Tensor]) -> torch.Tensor:
         """{stride: N x C x h x w} -> N x h x w x D patch features."""
-        return fuse_stages(stage_features, self.strides, self.patch_size, self.stage_balance).permute(0, 2, 3, 1)
+        fused = fuse_stages(
+            stage_features, self.strides, self.patch_size, self.stage_balance, self.aggregation, self.embed_dim
+        )
+        return fused.permute(0, 2, 3, 1)
 
     def _fit(self, paths: List[Path], progress: bool) -> None:
         import time

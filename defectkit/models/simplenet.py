@@ -28,7 +28,7 @@ import torch
 from tqdm.auto import tqdm
 
 from ..data.batches import load_images
-from ..features import fuse_stages
+from ..features import AGGREGATIONS, fuse_stages
 from ..metrics import aupro, image_auroc, pixel_auroc
 from .base import AnomalyModel, register_method
 from .selection import BestEpoch
@@ -60,8 +60,13 @@ class SimpleNet(AnomalyModel):
 
     Method parameters (paper / official code defaults):
       ``strides`` (8, 16) and ``patch_size`` 3: the feature extractor;
+      ``aggregation`` "adaptive" and ``embed_dim`` 128: the paper's f_agg, adaptive average
+      pooling of each flattened C x 3 x 3 neighbourhood to ``embed_dim`` values per stage
+      (the official code pools to 1536 for WideResNet-50; 128 per stage was chosen on
+      validation for Lite0), or "mean" (per-channel 3x3 mean, C values per stage);
       ``stage_balance`` True: every stage weighs the same, as the official code's
-      resampling of each stage to one channel count does (``features.stage_balance_weights``);
+      resampling of each stage to one channel count does (``features.stage_balance_weights``;
+      a no-op with "adaptive", whose stages all have ``embed_dim`` values);
       ``noise_std`` 0.015: std of the Gaussian anomalous-feature noise;
       ``feature_std`` 0.03 and ``feature_norm`` "global" (ours, see below): the frozen
       features are centred and multiplied by one factor so that their RMS per-dimension
@@ -89,6 +94,8 @@ class SimpleNet(AnomalyModel):
     """
 
     method = "simplenet"
+    # files saved before the aggregation option existed used the 3x3 mean
+    legacy_params = {"aggregation": "mean"}
 
     def __init__(
         self,
@@ -103,6 +110,8 @@ class SimpleNet(AnomalyModel):
         use_cache: bool = True,
         strides: Tuple[int, ...] = (8, 16),
         patch_size: int = 3,
+        aggregation: str = "adaptive",
+        embed_dim: int = 128,
         stage_balance: bool = True,
         feature_std: Optional[float] = 0.03,
         feature_norm: str = "global",
@@ -134,7 +143,13 @@ class SimpleNet(AnomalyModel):
         if not 0.0 <= val_fraction < 1.0:
             raise ValueError(f"val_fraction must be in [0, 1), got {val_fraction}")
         self.strides = tuple(strides)
+        if aggregation not in AGGREGATIONS:
+            raise ValueError(f"aggregation must be one of {AGGREGATIONS}, got {aggregation!r}")
+        if embed_dim < 1:
+            raise ValueError(f"embed_dim must be >= 1, got {embed_dim}")
         self.patch_size = patch_size
+        self.aggregation = aggregation
+        self.embed_dim = embed_dim
         self.stage_balance = stage_balance
         self.feature_std = feature_std
         self.feature_norm = feature_norm
@@ -164,7 +179,9 @@ class SimpleNet(AnomalyModel):
     # ---- features ------------------------------------------------------------------------
     def patch_features(self, stage_features: Dict[int, torch.Tensor]) -> torch.Tensor:
         """{stride: N x C_s x h_s x w_s} -> N x C x h x w local features o (paper eq. 1-3)."""
-        return fuse_stages(stage_features, self.strides, self.patch_size, self.stage_balance)
+        return fuse_stages(
+            stage_features, self.strides, self.patch_size, self.stage_balance, self.aggregation, self.embed_dim
+        )
 
     def _build(self, dim: int, generator: Optional[torch.Generator] = None) -> None:
         hidden = self.disc_hidden or dim
