@@ -136,7 +136,7 @@ class MLFF(AnomalyModel):
         margin_anomalous: float = 1.0,
         consistency_patch: int = 4,
         optimizer: str = "adam",
-        lr: float = 1e-3,
+        lr: float = 3e-4,
         weight_decay: float = 3e-5,
         train_batch_size: int = 16,
         epochs: int = 30,
