@@ -79,6 +79,14 @@ def stage_balance_weights(channels: Sequence[int]) -> list:
 AGGREGATIONS = ("mean", "adaptive")
 
 
+def check_aggregation(aggregation: str, embed_dim: Optional[int]) -> None:
+    """Raise a clear error for an unknown aggregation or a missing or non-positive embed_dim."""
+    if aggregation not in AGGREGATIONS:
+        raise ValueError(f"aggregation must be one of {AGGREGATIONS}, got {aggregation!r}")
+    if (embed_dim is not None and embed_dim < 1) or (aggregation == "adaptive" and embed_dim is None):
+        raise ValueError(f"embed_dim must be a positive int (needed by aggregation='adaptive'), got {embed_dim!r}")
+
+
 def fuse_stages(
     features: Dict[int, torch.Tensor],
     strides: Sequence[int] = (8, 16),
@@ -93,10 +101,7 @@ def fuse_stages(
     see the module docstring). With ``balance`` each stage is scaled by
     :func:`stage_balance_weights` of its output width (all equal, so no-op, for "adaptive").
     """
-    if aggregation not in AGGREGATIONS:
-        raise ValueError(f"aggregation must be one of {AGGREGATIONS}, got {aggregation!r}")
-    if aggregation == "adaptive" and (embed_dim is None or embed_dim < 1):
-        raise ValueError(f"aggregation='adaptive' needs a positive embed_dim, got {embed_dim!r}")
+    check_aggregation(aggregation, embed_dim)
     strides = sorted(strides)
     target = features[strides[0]].shape[-2:]
     widths = [embed_dim if aggregation == "adaptive" else features[s].shape[1] for s in strides]

@@ -1,16 +1,15 @@
 """Patch features, smoothing and the on-disk feature cache."""
 
 import numpy as np
+import pytest
 import torch
+import torch.nn.functional as F
 from PIL import Image
 from scipy import ndimage
 
 from defectkit.backbones import create_backbone
 from defectkit.data.preprocess import Preprocess
 from defectkit.feature_cache import FeatureExtractor
-import pytest
-import torch.nn.functional as F
-
 from defectkit.features import (
     adaptive_pool_matrix,
     aggregate_neighbourhood,

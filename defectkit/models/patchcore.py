@@ -13,7 +13,7 @@ from typing import Any, Dict, List, Optional, Tuple
 
 import torch
 
-from ..features import AGGREGATIONS, fuse_stages, upsample_maps
+from ..features import check_aggregation, fuse_stages, upsample_maps
 from .base import AnomalyModel, register_method
 from .coreset import greedy_coreset
 from .nearest_neighbour import NearestNeighbourIndex
@@ -54,8 +54,7 @@ class PatchCore(AnomalyModel):
         self.blur_sigma = blur_sigma
         self.search_backend = search_backend
         self.stage_balance = stage_balance
-        if aggregation not in AGGREGATIONS:
-            raise ValueError(f"aggregation must be one of {AGGREGATIONS}, got {aggregation!r}")
+        check_aggregation(aggregation, embed_dim)
         self.aggregation = aggregation  # "mean" or the official code's "adaptive" (features.py)
         self.embed_dim = embed_dim
         self.memory_bank: Optional[torch.Tensor] = None

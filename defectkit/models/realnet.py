@@ -77,7 +77,8 @@ class RealNet(AnomalyModel):
       ``recon_ratio`` 0.5 / ``recon_min_width`` 16 / ``recon_mults`` (1, 2, 4): U-Net widths;
       ``disc_hidden`` (128, 32): discriminator MLP;
       ``epochs`` 60 and Adam ``lr`` 1e-3 (official: 1e-4 for 1000 epochs; a CPU budget allows
-      tens: 60 beat 30 on 3-seed validation and fits in 30 minutes, see docs), ``train_batch_size`` 16 (8 normal + 8 synthetic; the paper's 16);
+      tens: 60 beat 30 on 3-seed validation and fits in 30 minutes, see docs),
+      ``train_batch_size`` 16 (8 normal + 8 synthetic; the paper's 16);
       ``blur_sigma`` 4: Gaussian smoothing of the map before the max.
     Model selection: ``val_fraction`` of the normal images held out (0: train ``epochs``, keep
     the last) with ``val_anomalies_per_image`` synthetic anomalies each; every ``val_every``

@@ -28,7 +28,7 @@ import torch
 from tqdm.auto import tqdm
 
 from ..data.batches import load_images
-from ..features import AGGREGATIONS, fuse_stages
+from ..features import check_aggregation, fuse_stages
 from ..metrics import aupro, image_auroc, pixel_auroc
 from .base import AnomalyModel, register_method
 from .selection import BestEpoch
@@ -143,10 +143,7 @@ class SimpleNet(AnomalyModel):
         if not 0.0 <= val_fraction < 1.0:
             raise ValueError(f"val_fraction must be in [0, 1), got {val_fraction}")
         self.strides = tuple(strides)
-        if aggregation not in AGGREGATIONS:
-            raise ValueError(f"aggregation must be one of {AGGREGATIONS}, got {aggregation!r}")
-        if embed_dim < 1:
-            raise ValueError(f"embed_dim must be >= 1, got {embed_dim}")
+        check_aggregation(aggregation, embed_dim)
         self.patch_size = patch_size
         self.aggregation = aggregation
         self.embed_dim = embed_dim
