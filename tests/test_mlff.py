@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import math
 
 import numpy as np
@@ -242,3 +243,19 @@ def test_finetune_backbone_round_trip(demo, tmp_path):
     assert model.tuned_backbone is not None
     loaded = load_model(model.save(tmp_path / "ft.pt"), device="cpu")
     assert np.allclose(model.predict(data.test)[0], loaded.predict(data.test)[0], atol=1e-5)
+
+
+def test_blur_sigma_smooths_the_bilinear_map(demo):
+    from defectkit.features import gaussian_blur
+
+    data, model, _, _ = demo
+    _, raw = model.predict(data.test)
+    smoothed_model = copy.deepcopy(model)
+    smoothed_model.blur_sigma = 2.0  # the same trained net, only the map's post-processing differs
+    scores, maps = smoothed_model.predict(data.test)
+    expected = gaussian_blur(torch.from_numpy(raw)[:, None], 2.0)[:, 0].numpy()
+    assert np.allclose(maps, expected, atol=1e-5)
+    assert np.allclose(scores, maps.reshape(len(maps), -1).max(1))
+    assert maps.std() < raw.std()  # smoothing lowers the spread of a non-constant map
+    with pytest.raises(ValueError, match="blur_sigma"):
+        MLFF(blur_sigma=-1.0)

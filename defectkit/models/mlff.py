@@ -27,10 +27,10 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from ..data.batches import load_images
+from ..features import upsample_maps
 from ..metrics import aupro, image_auroc, pixel_auroc
 from ..synth import make_generator
 from .base import AnomalyModel, register_method
@@ -103,6 +103,8 @@ class MLFF(AnomalyModel):
     stops after ``patience`` validations without improvement (0: never early).
     ``map_source``: "score" (the paper), "distance" (pseudo-Huber h, FCDD), or "auto" =
     score when ``score_weight`` > 0 (an untrained score head is meaningless), else distance.
+    ``blur_sigma``: Gaussian smoothing of the bilinear map (0 = none, the default: every
+    sigma tried scored lower on validation, docs/methods/mlff.md).
     """
 
     method = "mlff"
@@ -150,6 +152,7 @@ class MLFF(AnomalyModel):
         val_every: int = 1,
         patience: int = 5,
         map_source: str = "auto",
+        blur_sigma: float = 0.0,
     ):
         super().__init__(backbone, weights, image_size, crop_size, device, seed, batch_size, cache_dir, use_cache)
         if map_source not in MAP_SOURCES:
@@ -158,6 +161,8 @@ class MLFF(AnomalyModel):
             raise ValueError(f"optimizer must be one of {OPTIMIZERS}, got {optimizer!r}")
         if not 0.0 <= anomaly_ratio <= 1.0 or repeat < 1 or epochs < 1:
             raise ValueError("anomaly_ratio must be in [0, 1], repeat and epochs >= 1")
+        if blur_sigma < 0:
+            raise ValueError(f"blur_sigma must be >= 0 (0: no smoothing), got {blur_sigma}")
         if not 0.0 <= val_fraction < 1.0:
             raise ValueError(f"val_fraction must be in [0, 1), got {val_fraction}")
         self.texture, self.scconv = bool(texture), bool(scconv)
@@ -177,6 +182,7 @@ class MLFF(AnomalyModel):
         self.val_kinds = tuple([val_kinds] if isinstance(val_kinds, str) else val_kinds)
         self.val_textures = val_textures
         self.val_every, self.patience, self.map_source = val_every, patience, map_source
+        self.blur_sigma = float(blur_sigma)
         self.net: Optional[MLFFNet] = None
         self.tuned_backbone: Optional[torch.nn.Module] = None
 
@@ -206,7 +212,7 @@ class MLFF(AnomalyModel):
     def maps_from_inputs(self, low: torch.Tensor, high: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
         grid = self.grid_maps(low, high)
         size = self.preprocess.output_size
-        maps = F.interpolate(grid, size=(size, size), mode="bilinear", align_corners=False)
+        maps = upsample_maps(grid, size, self.blur_sigma)
         return maps.flatten(1).amax(dim=1), maps
 
     def _predict_tensor(self, images: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
