@@ -217,3 +217,5 @@ def test_clear_errors(demo, tmp_path):
         RealNet(afs="best")
     with pytest.raises(ValueError):
         RealNet(rrs="some")
+    with pytest.raises(ValueError, match="blur_sigma"):
+        RealNet(blur_sigma=-1.0)
