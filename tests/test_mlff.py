@@ -23,7 +23,7 @@ from defectkit.models.mlff_losses import (
     pseudo_huber,
     score_constraint_loss,
 )
-from defectkit.models.mlff_net import MLFFNet
+from defectkit.models.mlff_net import MLFFNet, split_stages
 from defectkit.models.mlff_qco import qco_1d, qco_2d, quantise
 from defectkit.models.mlff_scconv import SelfCalibratedConv
 from defectkit.models.mlff_texture import PTFEM, TEM, split_regions
@@ -259,3 +259,64 @@ def test_blur_sigma_smooths_the_bilinear_map(demo):
     assert maps.std() < raw.std()  # smoothing lowers the spread of a non-constant map
     with pytest.raises(ValueError, match="blur_sigma"):
         MLFF(blur_sigma=-1.0)
+
+
+def test_fresh_anomalies_redraw_defects_but_keep_normals(demo):
+    data, _, kwargs, _ = demo
+    model = MLFF(seed=0, **{**kwargs, "fresh_anomalies": True})
+    model.fit(data, progress=False)  # runs the whole loop with a redraw before epoch 2
+    assert model.fit_info_["refresh_seconds"] > 0
+    paths = [sample.path for sample in data.train[:6]]
+    prepared = model._training_data(paths, progress=False)
+    n = prepared["n_normal_images"]
+    low, labels = prepared["low"].clone(), prepared["labels"].clone()
+    model._refresh_anomalies(prepared, epoch=2, progress=False)
+    assert torch.equal(prepared["low"][:n], low[:n]) and torch.equal(prepared["labels"][:n], labels[:n])
+    assert not torch.equal(prepared["low"][n:], low[n:])  # new defects, new features
+    assert (prepared["labels"][n:] == 1).flatten(1).any(dim=1).float().mean() > 0.5
+    again = model._training_data(paths, progress=False)
+    model._refresh_anomalies(again, epoch=2, progress=False)
+    assert torch.equal(again["low"], prepared["low"])  # the redraw is seeded by (seed, epoch)
+
+
+def test_cosine_schedule_and_bad_options(demo):
+    data, _, kwargs, _ = demo
+    model = MLFF(seed=0, **{**kwargs, "lr_schedule": "cosine"}).fit(data, progress=False)
+    assert model.fit_info_["epochs_run"] == 2
+    with pytest.raises(ValueError, match="lr_schedule"):
+        MLFF(lr_schedule="step")
+
+
+def test_output_stride_puts_the_head_on_stage_1_or_stage_2_grid(demo):
+    data, _, kwargs, _ = demo
+    stages = {4: torch.randn(2, 3, 16, 16), 8: torch.randn(2, 5, 8, 8), 16: torch.randn(2, 7, 4, 4)}
+    low4, high = split_stages(stages, 4)
+    assert low4.shape == (2, 8, 16, 16) and high.shape == (2, 7, 4, 4)
+    assert torch.equal(low4[:, :3], stages[4])  # stage 1 untouched, stage 2 upsampled
+    assert split_stages(stages, 8)[0].shape == (2, 8, 8, 8)
+    with pytest.raises(ValueError, match="output_stride"):
+        split_stages(stages, 2)
+    with pytest.raises(ValueError, match="output_stride"):
+        MLFF(output_stride=16)
+    for stride in (4, 8):  # 4 is the default
+        model = MLFF(seed=0, **{**kwargs, "output_stride": stride}).fit(data, progress=False)
+        with torch.no_grad():
+            low, high = model.stage_inputs(torch.rand(1, 3, 64, 64))
+            assert model.grid_maps(low.clone(), high.clone()).shape[-2:] == (64 // stride,) * 2
+        scores, maps = model.predict(data.test)
+        assert maps.shape == (5, 64, 64) and np.isfinite(scores).all()
+    assert MLFF().output_stride == 4
+
+
+def test_file_from_before_the_output_stride_option_loads_on_the_stride_8_grid(demo, tmp_path):
+    """Older files lack ``output_stride``: they were trained on the stride-8 grid and must keep it."""
+    data, _, kwargs, _ = demo
+    old = MLFF(seed=0, output_stride=8, **kwargs).fit(data, progress=False)
+    path = old.save(tmp_path / "old.pt")
+    payload = torch.load(path, weights_only=False)
+    for name in ("output_stride", "fresh_anomalies", "lr_schedule"):
+        del payload["params"][name]
+    torch.save(payload, path)
+    loaded = load_model(path, device="cpu")
+    assert loaded.output_stride == 8 and MLFF().output_stride == 4
+    assert np.array_equal(loaded.predict(data.test)[1], old.predict(data.test)[1])

@@ -43,13 +43,14 @@ from .mlff_losses import (
     pseudo_huber,
     score_constraint_loss,
 )
-from .mlff_net import STRIDES, MLFFNet, split_stages
+from .mlff_net import OUTPUT_STRIDES, STRIDES, MLFFNet, split_stages
 from .simplenet_parts import split_validation
 
 MAP_SOURCES = ("auto", "score", "distance")
 OPTIMIZERS = ("sgd", "adam")
+LR_SCHEDULES = ("constant", "cosine")
 #: validation pixel metrics read every 2nd pixel per axis (maps are bilinear upsamplings
-#: of a stride-8 grid, so a quarter of the pixels loses nothing and is 4x cheaper).
+#: of a stride-8 or stride-4 grid, so a quarter of the pixels loses little and is 4x cheaper).
 _VAL_PIXEL_STRIDE = 2
 
 
@@ -105,9 +106,18 @@ class MLFF(AnomalyModel):
     score when ``score_weight`` > 0 (an untrained score head is meaningless), else distance.
     ``blur_sigma``: Gaussian smoothing of the bilinear map (0 = none, the default: every
     sigma tried scored lower on validation, docs/methods/mlff.md).
+    ``fresh_anomalies``: draw new pseudo-anomalies (same source copies, new defects) before
+    every epoch after the first, as an online data loader would, instead of one fixed set.
+    ``lr_schedule``: "constant" or "cosine" (decays ``lr`` to 0 over ``epochs``).
+    ``output_stride``: grid of the texture branch, the losses and the map: 4 (default, the
+    paper: stage 2 upsampled onto stage 1's grid) or 8 (stage 1 pooled; about 5x cheaper,
+    scored lower on validation). ``consistency_patch`` counts grid cells (8 at stride 4 =
+    32 px).
     """
 
     method = "mlff"
+    #: files written before ``output_stride`` existed were trained on the stride-8 grid
+    legacy_params = {"output_stride": 8}
 
     def __init__(
         self,
@@ -136,7 +146,7 @@ class MLFF(AnomalyModel):
         consistency_weight: float = 0.1,
         margin_normal: float = 0.0,
         margin_anomalous: float = 1.0,
-        consistency_patch: int = 4,
+        consistency_patch: int = 8,
         optimizer: str = "adam",
         lr: float = 3e-4,
         weight_decay: float = 3e-5,
@@ -153,12 +163,19 @@ class MLFF(AnomalyModel):
         patience: int = 5,
         map_source: str = "auto",
         blur_sigma: float = 0.0,
+        fresh_anomalies: bool = False,
+        lr_schedule: str = "constant",
+        output_stride: int = 4,
     ):
         super().__init__(backbone, weights, image_size, crop_size, device, seed, batch_size, cache_dir, use_cache)
         if map_source not in MAP_SOURCES:
             raise ValueError(f"map_source must be one of {MAP_SOURCES}, got {map_source!r}")
         if optimizer not in OPTIMIZERS:
             raise ValueError(f"optimizer must be one of {OPTIMIZERS}, got {optimizer!r}")
+        if output_stride not in OUTPUT_STRIDES:
+            raise ValueError(f"output_stride must be one of {OUTPUT_STRIDES}, got {output_stride!r}")
+        if lr_schedule not in LR_SCHEDULES:
+            raise ValueError(f"lr_schedule must be one of {LR_SCHEDULES}, got {lr_schedule!r}")
         if not 0.0 <= anomaly_ratio <= 1.0 or repeat < 1 or epochs < 1:
             raise ValueError("anomaly_ratio must be in [0, 1], repeat and epochs >= 1")
         if blur_sigma < 0:
@@ -183,6 +200,8 @@ class MLFF(AnomalyModel):
         self.val_textures = val_textures
         self.val_every, self.patience, self.map_source = val_every, patience, map_source
         self.blur_sigma = float(blur_sigma)
+        self.fresh_anomalies, self.lr_schedule = bool(fresh_anomalies), lr_schedule
+        self.output_stride = int(output_stride)
         self.net: Optional[MLFFNet] = None
         self.tuned_backbone: Optional[torch.nn.Module] = None
 
@@ -201,8 +220,8 @@ class MLFF(AnomalyModel):
     def stage_inputs(self, images: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
         """Images on the device -> (low-level input, stage-3 input) from the frozen or tuned backbone."""
         if self.tuned_backbone is not None:
-            return split_stages(self.tuned_backbone(images, STRIDES))
-        return split_stages(self.feature_extractor(STRIDES).run_backbone(images))
+            return split_stages(self.tuned_backbone(images, STRIDES), self.output_stride)
+        return split_stages(self.feature_extractor(STRIDES).run_backbone(images), self.output_stride)
 
     def grid_maps(self, low: torch.Tensor, high: torch.Tensor) -> torch.Tensor:
         """-> B x 1 x h x w anomaly scores on the feature grid (score head or distance)."""
@@ -241,19 +260,38 @@ class MLFF(AnomalyModel):
         s = self.preprocess.output_size
         all_masks = torch.cat([torch.zeros(len(images), s, s), masks])
         rows = np.r_[normal_src, len(images) + np.arange(len(anomal_src))]  # one epoch's items
-        data: Dict[str, Any] = {"rows": rows, "synth_seconds": synth_seconds, "n_anomalous": len(anomal_src)}
+        data: Dict[str, Any] = {"rows": rows, "synth_seconds": synth_seconds, "n_anomalous": len(anomal_src),
+                                "n_normal_images": len(images)}
+        if self.fresh_anomalies:
+            data.update(source_images=images, anomaly_sources=anomal_src, generator=gen)
         if self.finetune_backbone:
             data["images"] = torch.cat([images, anomalies]).mul(255).round().byte()
         else:
             t1 = time.perf_counter()
             extractor = self.feature_extractor(STRIDES)
-            low, high = split_stages(extractor(paths, desc="mlff features"))
+            low, high = split_stages(extractor(paths, desc="mlff features"), self.output_stride)
             a_low, a_high = self._inputs_of(anomalies, "pseudo-anomaly features", progress)
             data["low"], data["high"] = torch.cat([low.half(), a_low]), torch.cat([high.half(), a_high])
             data["feature_seconds"] = time.perf_counter() - t1
-        grid = (s // 8, s // 8)
+        grid = (s // self.output_stride, s // self.output_stride)
         data["labels"] = cell_labels(all_masks, grid, self.label_threshold)
         return data
+
+    def _refresh_anomalies(self, data: Dict[str, Any], epoch: int, progress: bool) -> float:
+        """Replace the pseudo-anomalies (images or features, and their cell labels) by a new
+        draw for ``epoch``; the normal copies stay. -> seconds spent."""
+        t0 = time.perf_counter()
+        n = data["n_normal_images"]
+        anomalies, masks = synthesise(data["source_images"], data["anomaly_sources"], data["generator"],
+                                      self.seed + 11 + 7919 * (epoch - 1))
+        if "images" in data:
+            data["images"][n:] = anomalies.mul(255).round().byte()
+        else:
+            a_low, a_high = self._inputs_of(anomalies, f"pseudo-anomalies, epoch {epoch}", progress)
+            data["low"][n:], data["high"][n:] = a_low, a_high
+        s = self.preprocess.output_size
+        data["labels"][n:] = cell_labels(masks, (s // self.output_stride,) * 2, self.label_threshold)
+        return time.perf_counter() - t0
 
     def _validation_data(self, paths: List[Path], progress: bool) -> Dict[str, Any]:
         images, _, _ = load_images(paths, self.preprocess, on_error="raise")
@@ -351,6 +389,7 @@ class MLFF(AnomalyModel):
     def _train(self, data: Dict[str, Any], val: Optional[Dict[str, Any]], progress: bool) -> None:
         t1 = time.perf_counter()
         opt = self._make_optimizer()
+        sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=self.epochs) if self.lr_schedule == "cosine" else None
         gen = torch.Generator().manual_seed(self.seed + 3)
         rows_all = data["rows"]
         bs = max(2, min(self.train_batch_size, len(rows_all)))
@@ -361,7 +400,10 @@ class MLFF(AnomalyModel):
         stop_reason = "epochs"
         self.net.train()
         bar = tqdm(range(1, self.epochs + 1), desc="mlff", unit="epoch", disable=not progress, leave=False)
+        refresh_seconds = 0.0
         for epoch in bar:
+            if self.fresh_anomalies and epoch > 1:
+                refresh_seconds += self._refresh_anomalies(data, epoch, progress)
             perm = torch.randperm(len(rows_all), generator=gen).numpy()
             sums: Dict[str, float] = {}
             for step in range(steps):
@@ -375,6 +417,8 @@ class MLFF(AnomalyModel):
                 opt.step()
                 for k, v in terms.items():
                     sums[k] = sums.get(k, 0.0) + float(v.detach()) / steps
+            if sched is not None:
+                sched.step()
             entry = {"epoch": epoch, **{f"loss_{k}": v for k, v in sums.items()}}
             if val is not None and (epoch % self.val_every == 0 or epoch == self.epochs):
                 metrics = self._validate(val)
@@ -394,6 +438,7 @@ class MLFF(AnomalyModel):
         self.net.eval()
         self.fit_info_.update(
             train_loop_seconds=time.perf_counter() - t1,
+            refresh_seconds=refresh_seconds,
             epochs_run=len(curve),
             chosen_epoch=chosen,
             epochs=chosen,

@@ -1,12 +1,14 @@
 """The MLFF network head: texture branch on stages 1+2, self-calibrated conv on stage 3,
 fusion into one per-pixel feature ``phi`` and a linear score head (METHODS.md, seed 002).
 
-Input: the backbone's stride-4, 8 and 16 features. Stage 1 is average-pooled to the
-stride-8 grid and concatenated with stage 2 (the texture branch and the output both live
-on the stride-8 grid -- a CPU-budget choice, docs/methods/mlff.md); stage 3 is calibrated
-at stride 16 and upsampled bilinearly. The switches ``texture`` and ``scconv`` drop a
-branch for the paper's ablation (Table 4); without them the stage features are only
-projected (1x1 Conv-BN-ReLU) before fusion -- the "baseline fusion".
+Input: the backbone's stride-4, 8 and 16 features. With ``output_stride`` 4 (the default,
+as in the paper) stage 2 is upsampled bilinearly onto stage 1's grid and concatenated with
+it, so the texture branch and the output live on the stride-4 grid; with 8 stage 1 is
+average-pooled onto stage 2's grid instead (about 5x cheaper, lower on validation,
+docs/methods/mlff.md). Stage 3 is calibrated at stride 16 and upsampled bilinearly to
+the output grid. The switches ``texture`` and ``scconv`` drop a branch for the paper's
+ablation (Table 4); without them the stage features are only projected (1x1
+Conv-BN-ReLU) before fusion -- the "baseline fusion".
 """
 
 from __future__ import annotations
@@ -23,10 +25,18 @@ from .mlff_texture import PTFEM, TEM, conv_bn_relu
 STRIDES = (4, 8, 16)
 
 
-def low_level_input(stage4: torch.Tensor, stage8: torch.Tensor) -> torch.Tensor:
-    """Stage 1 pooled onto the stage-2 grid, concatenated with stage 2."""
-    pooled = F.adaptive_avg_pool2d(stage4, stage8.shape[-2:])
-    return torch.cat([pooled, stage8], dim=1)
+OUTPUT_STRIDES = (4, 8)
+
+
+def low_level_input(stage4: torch.Tensor, stage8: torch.Tensor, output_stride: int = 4) -> torch.Tensor:
+    """Stages 1 and 2 on one grid, concatenated: stride 4 upsamples stage 2 bilinearly onto
+    stage 1's grid (the paper); stride 8 pools stage 1 onto stage 2's (cheaper)."""
+    if output_stride == 8:
+        return torch.cat([F.adaptive_avg_pool2d(stage4, stage8.shape[-2:]), stage8], dim=1)
+    if output_stride == 4:
+        up = F.interpolate(stage8, size=stage4.shape[-2:], mode="bilinear", align_corners=False)
+        return torch.cat([stage4, up], dim=1)
+    raise ValueError(f"output_stride must be one of {OUTPUT_STRIDES}, got {output_stride}")
 
 
 class MLFFNet(nn.Module):
@@ -75,6 +85,6 @@ class MLFFNet(nn.Module):
         return phi, self.score_head(phi)[:, 0]
 
 
-def split_stages(stages: Dict[int, torch.Tensor]) -> Tuple[torch.Tensor, torch.Tensor]:
-    """{4, 8, 16: features} -> (low-level input, stage-3 input) for MLFFNet."""
-    return low_level_input(stages[4], stages[8]), stages[16]
+def split_stages(stages: Dict[int, torch.Tensor], output_stride: int = 4) -> Tuple[torch.Tensor, torch.Tensor]:
+    """{4, 8, 16: features} -> (low-level input on the output grid, stage-3 input) for MLFFNet."""
+    return low_level_input(stages[4], stages[8], output_stride), stages[16]
