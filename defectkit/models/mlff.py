@@ -273,9 +273,13 @@ class MLFF(AnomalyModel):
             a_low, a_high = self._inputs_of(anomalies, "pseudo-anomaly features", progress)
             data["low"], data["high"] = torch.cat([low.half(), a_low]), torch.cat([high.half(), a_high])
             data["feature_seconds"] = time.perf_counter() - t1
-        grid = (s // self.output_stride, s // self.output_stride)
-        data["labels"] = cell_labels(all_masks, grid, self.label_threshold)
+        data["labels"] = self._cell_labels(all_masks)
         return data
+
+    def _cell_labels(self, masks: torch.Tensor) -> torch.Tensor:
+        """Pixel masks -> normal / anomalous / ignored labels of the output-grid cells."""
+        side = self.preprocess.output_size // self.output_stride
+        return cell_labels(masks, (side, side), self.label_threshold)
 
     def _refresh_anomalies(self, data: Dict[str, Any], epoch: int, progress: bool) -> float:
         """Replace the pseudo-anomalies (images or features, and their cell labels) by a new
@@ -289,8 +293,7 @@ class MLFF(AnomalyModel):
         else:
             a_low, a_high = self._inputs_of(anomalies, f"pseudo-anomalies, epoch {epoch}", progress)
             data["low"][n:], data["high"][n:] = a_low, a_high
-        s = self.preprocess.output_size
-        data["labels"][n:] = cell_labels(masks, (s // self.output_stride,) * 2, self.label_threshold)
+        data["labels"][n:] = self._cell_labels(masks)
         return time.perf_counter() - t0
 
     def _validation_data(self, paths: List[Path], progress: bool) -> Dict[str, Any]:
