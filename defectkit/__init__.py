@@ -1,3 +1,3 @@
 """defectkit: industrial visual anomaly detection and localization."""
 
-__version__ = "0.1.0"
+__version__ = "0.2.0.dev0"

@@ -1,8 +1,8 @@
 """``defectkit`` command line: a thin layer over the library.
 
-Every command maps to a few library calls (``method_class``/``fit``/``save``,
-``evaluate_model``, ``write_report``, ``run_benchmark``); the CLI only parses options,
-prints, and turns user errors (missing folder, bad layout, unreadable model file,
+Every command maps to a few library calls (``models.factory.build_model``, the engine's
+``fit_model``, ``run_test``, ``predict_files``, ``run_benchmark``); the CLI only parses
+options, prints, and turns user errors (missing folder, bad layout, unreadable model file,
 unknown method or backbone) into one line ``defectkit: error: ...`` with exit code 2
 instead of a traceback (``--debug`` shows the traceback).
 """
@@ -10,14 +10,11 @@ instead of a traceback (``--debug`` shows the traceback).
 from __future__ import annotations
 
 import argparse
-import csv
 import datetime as _dt
-import json
-import re
 import sys
 import time
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Sequence, Tuple
+from typing import Any, Dict, Optional, Sequence, Tuple
 
 from . import __version__
 
@@ -25,15 +22,13 @@ DEFAULT_BACKBONE = "efficientnet_lite0"
 #: Demo category size: large enough for meaningful metrics, small enough to finish in
 #: well under two minutes on a 2-core CPU.
 DEMO_DATA = {"n_train": 40, "n_test_good": 10, "n_test_defect": 15, "size": 256}
-#: Files read per step by ``predict`` (bounds memory on large folders).
-PREDICT_CHUNK = 32
 
 
 # ------------------------------------------------------------------------------ options
 def parse_param(text: str) -> Tuple[str, Any]:
     """``KEY=VALUE`` -> (key, value); VALUE is a Python literal if it parses, true/false/none
     (any case) are True/False/None, anything else is a string (as in method specs)."""
-    from .benchmark import parse_value
+    from .models.factory import parse_value
 
     key, sep, value = text.partition("=")
     key = key.strip()
@@ -208,10 +203,6 @@ def _stamp() -> str:
     return _dt.datetime.now().strftime("%Y%m%d-%H%M%S")
 
 
-def _slug(text: str) -> str:
-    return re.sub(r"[^A-Za-z0-9_.+-]+", "_", text)
-
-
 def _common_kwargs(args, batch_default: int = 8) -> Dict[str, Any]:
     return {
         "backbone": args.backbone,
@@ -226,266 +217,111 @@ def _common_kwargs(args, batch_default: int = 8) -> Dict[str, Any]:
     }
 
 
-def _training_data(path: str) -> Tuple[list, str]:
-    """(normal training items, name) from a category folder or a plain folder of images."""
-    from .data import DatasetLayoutError, list_images, load_dataset
-
-    p = Path(path)
-    if not p.exists():
-        raise FileNotFoundError(f"data folder not found: '{p}'")
-    try:
-        ds = load_dataset(p)
-        return ds.train, ds.name
-    except DatasetLayoutError as exc:
-        images = list_images(p) if p.is_dir() else []
-        if images:
-            return images, p.name
-        raise DatasetLayoutError(f"{exc}; nor a plain folder of normal images (no images directly inside)") from None
-
-
 def _load_model(args):
+    """The model file, with the runtime options the user gave (batch size, cache) applied."""
     from .models import load_model
 
     model = load_model(args.model, device=args.device)
+    overrides: Dict[str, Any] = {}
     if args.batch_size:
-        model.batch_size = args.batch_size
+        overrides["batch_size"] = args.batch_size
     if args.cache_dir:
-        model.cache_dir = args.cache_dir
+        overrides["cache_dir"] = args.cache_dir
     if args.no_cache:
-        model.use_cache = False
-    return model
+        overrides["use_cache"] = False
+    return model.set_params(**overrides)
 
 
 def _fit_info_line(info: Dict[str, Any]) -> str:
     parts = []
     for k, v in info.items():
+        if k == "curve":
+            continue
         parts.append(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}")
     return " ".join(parts)
 
 
-def _model_params(model) -> Dict[str, Any]:
-    from .evaluation import environment_info
+def _print_test_run(run, model) -> None:
+    from .viz.report import metrics_text_table
 
-    params = {"method": model.method}
-    params.update(model.get_params())
-    params.pop("cache_dir", None)
-    params["resolution"] = model.preprocess.output_size
-    params["fit_info"] = dict(model.fit_info_)
-    env = environment_info(model.device)
-    params["versions"] = {k: env[k] for k in ("defectkit_version", "torch_version", "numpy_version", "python_version")}
-    params["machine"] = env["machine"]
-    return params
-
-
-def _evaluate_and_report(model, dataset, out: Path, title: str, n_examples: int, extra: Dict[str, Any]) -> Path:
-    """Shared by ``test`` and ``demo``: metrics to stdout, per-image CSV, overlays, report."""
-    from .evaluation import evaluate_model, write_per_image_csv
-    from .overlay import write_example_overlays
-    from .report import metrics_text_table, write_report
-
-    result = evaluate_model(model, dataset, progress=True)
+    result = run.result
     print(metrics_text_table(result.metrics))
     print(f"inference: {result.infer_ms_per_image:.1f} ms/image over {result.n_images} images "
-          f"(batch {result.batch_size}, {model.device})")
-    csv_path = write_per_image_csv(result, out / "per_image.csv")
-    (out / "metrics.json").write_text(json.dumps(result.metrics, indent=1) + "\n")
-    examples = write_example_overlays(result, model.preprocess, out / "overlays", limit=n_examples)
-    params = dict(extra)
-    params.update(_model_params(model))
-    params["test_images"] = result.n_images
-    params["infer_ms_per_image"] = result.infer_ms_per_image
-    report = write_report(out, title, result.metrics, result.rows, examples, params)
-    print(f"per-image scores: {csv_path}")
-    return report
+          f"(batch {result.batch_size}, {model.device_})")
+    print(f"per-image scores: {run.per_image_csv}")
 
 
 # ----------------------------------------------------------------------------- commands
-def _seen_for_training(args) -> Tuple[Optional[list], str]:
-    """(seen anomalies or None, where they came from) for ``train --seen-anomalies/--seen-dir``."""
-    from .benchmark import check_seen_supported
-    from .data import DatasetLayoutError, load_dataset
-    from .data.seen_anomalies import draw_seen_anomalies, seen_from_folder
-
-    if args.seen_dir:
-        check_seen_supported(args.method, "--seen-dir")
-        return seen_from_folder(args.seen_dir), str(args.seen_dir)
-    if not args.seen_anomalies:
-        return None, ""
-    check_seen_supported(args.method, "--seen-anomalies")
-    try:
-        dataset = load_dataset(args.data)
-    except DatasetLayoutError as exc:
-        raise DatasetLayoutError(f"--seen-anomalies draws from a category's test set, but {exc}") from None
-    seen, _ = draw_seen_anomalies(dataset, args.seen_anomalies, args.seed)
-    return seen, f"test set of {args.data}, seed {args.seed}"
-
-
-def _seen_name(sample) -> str:
-    from .data.seen_anomalies import seen_file_names
-
-    return seen_file_names([sample])[0]
-
-
 def cmd_train(args) -> int:
-    from .benchmark import build_model
+    from .engine.train import fit_model, seen_for_training, training_set
+    from .models.factory import build_model
 
     out = Path(args.out)
     if out.exists() and not args.force:
         raise FileExistsError(f"{out} already exists; pass --force to replace it")
-    from .models import method_class
-
-    method_class(args.method)  # unknown method: fail before reading any data
-    seen, source = _seen_for_training(args)
-    items, name = _training_data(args.data)
-    model = build_model(args.method, _params(args), **_common_kwargs(args))
+    model = build_model(args.method, _params(args), **_common_kwargs(args))  # bad method/params: fail before data
+    seen, source = seen_for_training(args.method, args.data, args.seed, args.seen_anomalies, args.seen_dir)
+    items, name = training_set(args.data)
     print(f"training {args.method} ({args.backbone}, {args.image_size}px"
           f"{f', crop {args.crop_size}' if args.crop_size else ''}) on {len(items)} normal images of '{name}'"
           + (f" and {len(seen)} seen anomalies ({source})" if seen is not None else ""))
-    if seen is not None:
-        model.fit(items, progress=True, seen=seen)
-        # `test` reads these names to leave the seen images out of the evaluated test set.
-        model.fit_info_["seen_anomalies"] = [_seen_name(s) for s in seen]
-        model.fit_info_["seen_source"] = source
-    else:
-        model.fit(items, progress=True)
+    fit_model(model, items, seen, source)
     model.save(out, overwrite=args.force)
     print(f"model: {out}")
     print(f"fit_info: {_fit_info_line(model.fit_info_)}")
     return 0
 
 
-def _unseen_test_set(model, dataset) -> Tuple[list, Dict[str, Any]]:
-    """The test set without the images the model trained on (fit_info "seen_anomalies"), said aloud."""
-    test = list(dataset.test)
-    seen = model.fit_info_.get("seen_anomalies") or []
-    if not seen:
-        return test, {}
-    wanted = set(seen)
-    kept = [s for s in test if _seen_name(s) not in wanted]
-    excluded = len(test) - len(kept)
-    print(f"excluding {excluded} test images the model saw in training (fit_info seen_anomalies); "
-          f"metrics are on the reduced test set of {len(kept)} images")
-    if excluded < len(wanted):
-        print(f"note: {len(wanted) - excluded} of the model's {len(wanted)} seen anomalies are not in this test set")
-    return kept, {"seen_anomalies_excluded": excluded}
-
-
 def cmd_test(args) -> int:
     from .data import load_dataset
+    from .engine.predict import slug
+    from .engine.test_run import run_test, unseen_test_set
 
     model = _load_model(args)
     dataset = load_dataset(args.data)
-    out = Path(args.out or Path("runs") / f"test-{_slug(Path(args.model).stem)}-{_stamp()}")
+    out = Path(args.out or Path("runs") / f"test-{slug(Path(args.model).stem)}-{_stamp()}")
     title = f"defectkit test: {model.method} on {dataset.name}"
-    test, extra = _unseen_test_set(model, dataset)
-    extra.update({"model_file": str(args.model), "data": str(args.data)})
-    report = _evaluate_and_report(model, test, out, title, args.examples, extra)
-    print(f"report: {report}")
+    test, notes = unseen_test_set(model, dataset)
+    for line in notes:
+        print(line)
+    extra: Dict[str, Any] = {"model_file": str(args.model), "data": str(args.data)}
+    if notes:
+        extra["seen_anomalies_excluded"] = len(dataset.test) - len(test)
+    run = run_test(model, test, out, title, args.examples, extra)
+    _print_test_run(run, model)
+    print(f"report: {run.report}")
     return 0
 
 
-def _expand_inputs(inputs: Sequence[str]) -> List[Path]:
-    """Files as given, plus every non-hidden file directly inside each folder (sorted).
-
-    Folders are not filtered by extension: a file that is not an image is reported
-    with its reason rather than silently ignored.
-    """
-    files: List[Path] = []
-    for item in inputs:
-        p = Path(item)
-        if p.is_dir():
-            files.extend(sorted((c for c in p.iterdir() if c.is_file() and not c.name.startswith(".")),
-                                key=lambda c: c.name))
-        elif p.exists():
-            files.append(p)
-        else:
-            raise FileNotFoundError(f"input not found: '{p}'")
-    if not files:
-        raise FileNotFoundError(f"no files found in {', '.join(repr(str(i)) for i in inputs)}")
-    return files
-
-
-def _unique_names(paths: Sequence[Path]) -> List[str]:
-    """``<stem>_overlay.png``, with -2, -3 ... when two inputs share a stem."""
-    seen: Dict[str, int] = {}
-    names = []
-    for p in paths:
-        stem = _slug(p.stem) or "image"
-        n = seen.get(stem, 0) + 1
-        seen[stem] = n
-        names.append(f"{stem}_overlay.png" if n == 1 else f"{stem}-{n}_overlay.png")
-    return names
-
-
 def cmd_predict(args) -> int:
-    import numpy as np
     from tqdm.auto import tqdm
 
-    from .data import load_images
-    from .overlay import save_overlay, to_uint8_rgb
+    from .engine.predict import expand_inputs, predict_files
 
     model = _load_model(args)
-    files = _expand_inputs(args.input)
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    stored = model.fit_info_.get("threshold")
-    if args.threshold is not None:
-        threshold, source = args.threshold, "--threshold"
-    elif isinstance(stored, (int, float)):
-        threshold, source = float(stored), "model file"
-    else:
-        threshold, source = None, ""
-
-    kept: List[Path] = []
-    scores: List[float] = []
-    rgbs: List[np.ndarray] = []
-    maps: List[np.ndarray] = []
-    skipped = 0
-    bar = tqdm(total=len(files), desc="predict", unit="file", leave=False)
-    for start in range(0, len(files), PREDICT_CHUNK):
-        chunk = files[start : start + PREDICT_CHUNK]
-        batch, ok, errors = load_images(chunk, model.preprocess, on_error="skip")
-        for path, reason in errors:
-            skipped += 1
-            tqdm.write(f"skipped {path}: {reason}", file=sys.stderr)
-        if len(ok):
-            s, m = model.predict(batch)
-            kept.extend(Path(p) for p in ok)
-            scores.extend(float(x) for x in s)
-            maps.extend(np.asarray(m, dtype=np.float32))
-            rgbs.extend(to_uint8_rgb(t) for t in batch)
-        bar.update(len(chunk))
-    bar.close()
-    if not kept:
-        raise ValueError(f"none of the {len(files)} input files could be read as an image")
-
-    # One colour scale for all overlays of this run, so they can be compared.
-    vmin = float(min(m.min() for m in maps))
-    vmax = float(max(m.max() for m in maps))
-    names = _unique_names(kept)
-    with open(out / "scores.csv", "w", newline="") as f:
-        w = csv.writer(f)
-        w.writerow(["path", "score", "is_anomalous", "overlay"])
-        for path, score, rgb, amap, name in zip(kept, scores, rgbs, maps, names):
-            save_overlay(out / name, rgb, amap, vmin, vmax)
-            flag = "" if threshold is None else int(score >= threshold)
-            w.writerow([str(path), repr(score), flag, name])
-            print(f"{path}: {score:.4g}" + ("" if threshold is None else (" ANOMALOUS" if flag else " ok")))
-    print(f"scored {len(kept)} of {len(files)} files ({skipped} skipped); overlay colour scale "
-          f"[{vmin:.4g}, {vmax:.4g}] = min/max over these images")
+    files = expand_inputs(args.input)
+    threshold = args.threshold
+    pred = predict_files(model, files, Path(args.out), threshold,
+                         on_skip=lambda path, reason: tqdm.write(f"skipped {path}: {reason}", file=sys.stderr))
+    for path, score in zip(pred.paths, pred.scores):
+        print(f"{path}: {score:.4g}" + ("" if threshold is None else (" ANOMALOUS" if score >= threshold else " ok")))
+    print(f"scored {len(pred.paths)} of {len(files)} files ({len(pred.skipped)} skipped); overlay colour scale "
+          f"[{pred.vmin:.4g}, {pred.vmax:.4g}] = min/max over these images")
     if threshold is None:
         print("no threshold: is_anomalous left empty (pass --threshold X)")
     else:
-        print(f"threshold {threshold:.4g} (from {source})")
-    print(f"scores: {out / 'scores.csv'}")
+        print(f"threshold {threshold:.4g} (from --threshold)")
+    print(f"scores: {Path(args.out) / 'scores.csv'}")
     return 0
 
 
 def cmd_benchmark(args) -> int:
-    from .benchmark import format_table, run_benchmark, summarise
+    from .engine.benchmark import run_benchmark
+    from .engine.predict import slug
+    from .engine.results import format_table, summarise
 
     date = _dt.date.today().strftime("%Y%m%d")
-    out = Path(args.out or Path("benchmarks") / "results" / _slug(f"{'+'.join(args.methods)}-{args.backbone}-{date}"))
+    out = Path(args.out or Path("benchmarks") / "results" / slug(f"{'+'.join(args.methods)}-{args.backbone}-{date}"))
     command = " ".join(["defectkit"] + [a for a in (args._argv or [])])
     rows = run_benchmark(
         args.methods, args.data, backbone=args.backbone, seeds=args.seeds, weights=args.weights,
@@ -504,29 +340,31 @@ def cmd_benchmark(args) -> int:
 
 
 def cmd_demo(args) -> int:
-    from .benchmark import build_model
     from .data import load_dataset, make_demo_dataset
-    from .feature_cache import default_cache_dir
+    from .engine.test_run import run_test
+    from .features import default_cache_dir
+    from .models.factory import build_model
 
     start = time.perf_counter()
     out = Path(args.out or Path("runs") / f"demo-{_stamp()}")
     model_path = out / "model.pt"
     if not args.force and (model_path.exists() or (out / "report.html").exists()):
         raise FileExistsError(f"{out} already holds a demo run; pass --force or choose another --out")
+    model = build_model(args.method, _params(args), **_common_kwargs(args))
     data_root = Path(args.cache_dir or default_cache_dir()) / "demo_data"
     root = make_demo_dataset(data_root, seed=args.seed, **DEMO_DATA)
     dataset = load_dataset(root)
     print(f"demo data: {root} ({len(dataset.train)} train, {len(dataset.test)} test images, "
           f"defects: {', '.join(dataset.defect_types)})")
-    model = build_model(args.method, _params(args), **_common_kwargs(args))
     print(f"training {args.method} ({args.backbone}, {args.image_size}px) ...")
     model.fit(dataset, progress=True)
     model.save(model_path, overwrite=True)
     print(f"trained in {model.fit_info_.get('train_seconds', float('nan')):.1f} s; model: {model_path}")
     title = f"defectkit demo: {args.method} on a generated category"
-    report = _evaluate_and_report(model, dataset, out, title, 6, {"data": str(root)})
+    run = run_test(model, dataset, out, title, 6, {"data": str(root)})
+    _print_test_run(run, model)
     print(f"done in {time.perf_counter() - start:.1f} s")
-    print(f"report: {report}")
+    print(f"report: {run.report}")
     return 0
 
 

@@ -1,6 +1,6 @@
 """Evaluation metrics for anomaly detection and localization.
 
-Definitions follow docs/PROTOCOL.md ("Metrics"): I-AUROC, P-AUROC, AUPRO (MVTec),
+Definitions follow docs/protocol.md ("Metrics"): I-AUROC, P-AUROC, AUPRO (MVTec),
 pixel AP and F1-max.  Everything is computed exactly from one descending sort of the
 scores: after sorting, every threshold ``t`` (a distinct score) splits the samples
 into a prefix (``score >= t``) and the rest, so every count a metric needs at every

@@ -100,7 +100,7 @@ def test_same_padding_matches_tensorflow(size, expected_pad):
 
 def test_cached_features_are_keyed_by_backbone_revision(tmp_path):
     from defectkit.data.preprocess import Preprocess
-    from defectkit.feature_cache import FeatureExtractor
+    from defectkit.features.extractor import FeatureExtractor
 
     bb = create_backbone("efficientnet_lite0")
     first = FeatureExtractor(bb, Preprocess(64), (8,), "cpu", cache_dir=tmp_path).cache_dir

@@ -10,20 +10,13 @@ import shutil
 import numpy as np
 import pytest
 
-from defectkit import benchmark as benchmark_module
-from defectkit.benchmark import (
-    LEADING_COLUMNS,
-    format_table,
-    params_for,
-    parse_method_spec,
-    parse_value,
-    resolve_variants,
-    run_benchmark,
-    summarise,
-)
+from defectkit.engine import benchmark as benchmark_module
+from defectkit.engine.benchmark import run_benchmark
+from defectkit.engine.results import LEADING_COLUMNS, format_table, summarise
+from defectkit.models.factory import params_for, parse_method_spec, parse_value, resolve_variants
 from defectkit.data import load_dataset, make_demo_dataset
 from defectkit.data.seen_anomalies import draw_seen_anomalies, seen_file_names
-from defectkit.models.base import register_method
+from defectkit.models.registry import register_method
 from defectkit.models.patchcore import PatchCore
 
 

@@ -17,7 +17,7 @@ from defectkit.cli import main, parse_param
 from defectkit.data import load_dataset, make_demo_dataset
 from defectkit.data.seen_anomalies import draw_seen_anomalies, seen_file_names
 from defectkit.models import load_model
-from defectkit.models.base import register_method
+from defectkit.models.registry import register_method
 from defectkit.models.patchcore import PatchCore
 
 
@@ -164,7 +164,7 @@ def test_train_on_plain_folder_with_force(work, tmp_path, capsys):
         (["train", "--data", "{data}", "--out", "{tmp}/m.pt", "--backbone", "nosuchnet"], "unknown backbone"),
         (["train", "--data", "{data}", "--out", "{tmp}/m.pt", "--param", "no_such_param=1"], "no_such_param"),
         (["test", "--model", "{tmp}/missing.pt", "--data", "{data}"], "model file not found"),
-        (["test", "--model", "{tmp}/junk.pt", "--data", "{data}"], "not a readable defectkit model"),
+        (["test", "--model", "{tmp}/junk.pt", "--data", "{data}"], "is not a defectkit model file"),
     ],
 )
 def test_user_errors_are_one_line(work, tmp_path, capsys, argv, needle):

@@ -9,7 +9,7 @@ from scipy import ndimage
 
 from defectkit.backbones import create_backbone
 from defectkit.data.preprocess import Preprocess
-from defectkit.feature_cache import FeatureExtractor
+from defectkit.features.extractor import FeatureExtractor
 from defectkit.features import (
     adaptive_pool_matrix,
     aggregate_neighbourhood,

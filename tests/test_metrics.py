@@ -1,4 +1,4 @@
-"""Checks of defectkit.metrics against independent computations (PROTOCOL.md, Metrics).
+"""Checks of defectkit.metrics against independent computations (docs/protocol.md#metrics).
 
 AUROC and AP are compared with scikit-learn, F1-max with a brute-force loop over
 sklearn.metrics.f1_score, AUPRO with a plain per-threshold, per-region reference

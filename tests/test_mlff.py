@@ -10,9 +10,10 @@ import pytest
 import torch
 
 from defectkit.data import MVTecCategory, make_demo_dataset
+from defectkit.models.components.training import FIT_INFO_KEYS
 from defectkit.models import available_methods, load_model
-from defectkit.models.mlff import MLFF, copy_schedule
-from defectkit.models.mlff_losses import (
+from defectkit.models.mlff.model import MLFF, copy_schedule
+from defectkit.models.mlff.losses import (
     ANOMALOUS,
     IGNORED,
     NORMAL,
@@ -23,10 +24,11 @@ from defectkit.models.mlff_losses import (
     pseudo_huber,
     score_constraint_loss,
 )
-from defectkit.models.mlff_net import MLFFNet, split_stages
-from defectkit.models.mlff_qco import qco_1d, qco_2d, quantise
-from defectkit.models.mlff_scconv import SelfCalibratedConv
-from defectkit.models.mlff_texture import PTFEM, TEM, split_regions
+from defectkit.models.mlff.net import MLFFNet, split_stages
+from defectkit.models.mlff.qco import qco_1d, qco_2d, quantise
+from defectkit.models.mlff.scconv import SelfCalibratedConv
+from defectkit.models.mlff.texture import PTFEM, TEM, split_regions
+from defectkit.utils.model_file import read_model_file, write_model_file
 
 
 @pytest.fixture(autouse=True, scope="module")
@@ -197,8 +199,8 @@ def demo(tmp_path_factory):
 
 
 def test_registered_and_table4_variants_resolve():
-    from defectkit.benchmark import resolve_variants
-    from defectkit.models.mlff import TABLE4_VARIANTS
+    from defectkit.models.factory import resolve_variants
+    from defectkit.models.mlff.model import TABLE4_VARIANTS
 
     assert "mlff" in available_methods()
     resolved = resolve_variants(list(TABLE4_VARIANTS.values()), None)
@@ -212,7 +214,8 @@ def test_fit_predict_and_fit_info(demo):
     assert np.allclose(scores, maps.reshape(5, -1).max(1))  # image score = max of the map
     info = model.fit_info_
     assert info["pseudo_anomalies"] == 6 and info["train_items_per_epoch"] == 12
-    assert 1 <= info["chosen_epoch"] <= 2 and info["selection"] == "best validation score"
+    assert set(FIT_INFO_KEYS) <= set(info)
+    assert 1 <= info["best_epoch"] <= 2 and info["selection"] == "best validation score"
     assert info["map_source"] == "score"
 
 
@@ -232,7 +235,7 @@ def test_same_seed_same_scores_and_baseline_variant(demo):
     assert np.allclose(model.predict(data.test)[0], again.predict(data.test)[0], atol=1e-6)
     baseline = dict(texture=False, scconv=False, score_weight=0.0, consistency_weight=0.0)
     base = MLFF(seed=0, **dict(kwargs, epochs=1, **baseline)).fit(data, progress=False)
-    assert base.fit_info_["map_source"] == "distance" and base.net.tem is None and base.net.scconv is None
+    assert base.fit_info_["map_source"] == "distance" and base.net_.tem is None and base.net_.scconv is None
     scores, _ = base.predict(data.test)
     assert np.all(scores >= 0)  # pseudo-Huber distances
 
@@ -240,7 +243,7 @@ def test_same_seed_same_scores_and_baseline_variant(demo):
 def test_finetune_backbone_round_trip(demo, tmp_path):
     data, _, kwargs, _ = demo
     model = MLFF(seed=0, **dict(kwargs, epochs=1, finetune_backbone=True)).fit(data, progress=False)
-    assert model.tuned_backbone is not None
+    assert model.tuned_backbone_ is not None
     loaded = load_model(model.save(tmp_path / "ft.pt"), device="cpu")
     assert np.allclose(model.predict(data.test)[0], loaded.predict(data.test)[0], atol=1e-5)
 
@@ -258,7 +261,7 @@ def test_blur_sigma_smooths_the_bilinear_map(demo):
     assert np.allclose(scores, maps.reshape(len(maps), -1).max(1))
     assert maps.std() < raw.std()  # smoothing lowers the spread of a non-constant map
     with pytest.raises(ValueError, match="blur_sigma"):
-        MLFF(blur_sigma=-1.0)
+        MLFF(blur_sigma=-1.0).check_params()
 
 
 def test_fresh_anomalies_redraw_defects_but_keep_normals(demo):
@@ -284,7 +287,7 @@ def test_cosine_schedule_and_bad_options(demo):
     model = MLFF(seed=0, **{**kwargs, "lr_schedule": "cosine"}).fit(data, progress=False)
     assert model.fit_info_["epochs_run"] == 2
     with pytest.raises(ValueError, match="lr_schedule"):
-        MLFF(lr_schedule="step")
+        MLFF(lr_schedule="step").check_params()
 
 
 def test_output_stride_puts_the_head_on_stage_1_or_stage_2_grid(demo):
@@ -297,7 +300,7 @@ def test_output_stride_puts_the_head_on_stage_1_or_stage_2_grid(demo):
     with pytest.raises(ValueError, match="output_stride"):
         split_stages(stages, 2)
     with pytest.raises(ValueError, match="output_stride"):
-        MLFF(output_stride=16)
+        MLFF(output_stride=16).check_params()
     for stride in (4, 8):  # 4 is the default
         model = MLFF(seed=0, **{**kwargs, "output_stride": stride}).fit(data, progress=False)
         with torch.no_grad():
@@ -313,10 +316,10 @@ def test_file_from_before_the_output_stride_option_loads_on_the_stride_8_grid(de
     data, _, kwargs, _ = demo
     old = MLFF(seed=0, output_stride=8, **kwargs).fit(data, progress=False)
     path = old.save(tmp_path / "old.pt")
-    payload = torch.load(path, weights_only=False)
+    payload = read_model_file(path)
     for name in ("output_stride", "fresh_anomalies", "lr_schedule"):
         del payload["params"][name]
-    torch.save(payload, path)
+    write_model_file(path, payload)
     loaded = load_model(path, device="cpu")
     assert loaded.output_stride == 8 and MLFF().output_stride == 4
     assert np.array_equal(loaded.predict(data.test)[1], old.predict(data.test)[1])

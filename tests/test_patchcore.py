@@ -10,8 +10,9 @@ from defectkit.data import make_demo_dataset
 from defectkit.data.mvtec import MVTecCategory
 from defectkit.metrics import image_auroc
 from defectkit.models import AnomalyModel, PatchCore
-from defectkit.models.coreset import greedy_coreset
-from defectkit.models.nearest_neighbour import HAVE_FAISS, NearestNeighbourIndex
+from defectkit.models.components.coreset import greedy_coreset
+from defectkit.models.components.nearest_neighbour import HAVE_FAISS, NearestNeighbourIndex
+from defectkit.utils.model_file import read_model_file, write_model_file
 
 
 def brute_force_greedy(x: torch.Tensor, k: int, start: int) -> list:
@@ -47,9 +48,9 @@ def test_nearest_neighbour_is_exact(backend):
 
 def test_reweighting_formula_by_hand():
     model = PatchCore(num_neighbours=3, device="cpu")
-    model.memory_bank = torch.tensor([[0.0, 0.0], [1.0, 0.0], [3.0, 0.0], [10.0, 0.0]])
+    model.memory_bank_ = torch.tensor([[0.0, 0.0], [1.0, 0.0], [3.0, 0.0], [10.0, 0.0]])
     feats = torch.tensor([[[0.5, 0.0], [0.0, 2.0]]])  # one image, two patches
-    d, idx = model.index.search(feats[0], k=1)
+    d, idx = model.index_.search(feats[0], k=1)
     scores = model.reweighted_max(feats, d[:, 0][None], idx[:, 0][None])
     # worst patch (0, 2): distance 2 to m* = (0, 0); support of m*: (0,0), (1,0), (3,0)
     dists = torch.tensor([2.0, 5 ** 0.5, 13 ** 0.5])
@@ -82,9 +83,9 @@ def test_fit_predict_save_load_round_trip(demo, tmp_path):
 def test_load_refuses_a_model_trained_on_another_backbone_revision(demo, tmp_path):
     model = PatchCore(image_size=64, device="cpu", use_cache=False).fit(demo, progress=False)
     path = model.save(tmp_path / "m.pt")
-    payload = torch.load(path, weights_only=False)
+    payload = read_model_file(path)
     payload["backbone"]["revision"] = 1
-    torch.save(payload, path)
+    write_model_file(path, payload)
     with pytest.raises(ValueError, match="revision 1.*Retrain"):
         AnomalyModel.load(path, device="cpu")
 

@@ -9,15 +9,16 @@ from PIL import Image
 
 from defectkit.data import MVTecCategory, Sample, make_demo_dataset
 from defectkit.data.seen_anomalies import draw_seen_anomalies, seen_file_names, seen_from_folder
+from defectkit.models.components.training import FIT_INFO_KEYS
 from defectkit.models import load_model
-from defectkit.models.base import available_methods
-from defectkit.models.prn import PRN
-from defectkit.models.prn_attention import (MultiSizeSelfAttention, PatchAttentionHead, from_patches, head_grids,
+from defectkit.models.registry import available_methods
+from defectkit.models.prn.model import PRN
+from defectkit.models.prn.attention import (MultiSizeSelfAttention, PatchAttentionHead, from_patches, head_grids,
                                             to_patches)
-from defectkit.models.prn_decoder import PRNNetwork
-from defectkit.models.prn_fusion import MultiScaleFusion
-from defectkit.models.prn_losses import focal_loss, prn_loss, top_k_mean
-from defectkit.models.prn_prototypes import fit_prototypes, kmeans_maps, n_prototypes, nearest_residuals
+from defectkit.models.prn.decoder import PRNNetwork
+from defectkit.models.prn.fusion import MultiScaleFusion
+from defectkit.models.prn.losses import focal_loss, prn_loss, top_k_mean
+from defectkit.models.prn.prototypes import fit_prototypes, kmeans_maps, n_prototypes, nearest_residuals
 
 
 @pytest.fixture(autouse=True, scope="module")
@@ -213,7 +214,8 @@ def test_fit_predict_save_load_and_repeatability(demo, tmp_path):
     model = _tiny(root).fit(data, progress=False, seen=seen)
     info = model.fit_info_
     assert info["seen_anomalies"] == seen_file_names(seen)
-    assert info["chosen_epoch"] in (1, 2) and info["batch_counts"] == {"normal": 2, "ea": 1, "sa": 1}
+    assert set(FIT_INFO_KEYS) <= set(info)
+    assert info["best_epoch"] in (1, 2) and info["batch_counts"] == {"normal": 2, "ea": 1, "sa": 1}
     assert set(info["val_image_names"]) <= {s.path.name for s in data.train}  # validation: training normals only
     scores, maps = model.predict(reduced)
     assert scores.shape == (len(reduced),) and maps.shape == (len(reduced), 64, 64)
@@ -231,10 +233,10 @@ def test_fit_without_seen_and_baseline_unet(demo):
     root, data = demo
     model = _tiny(root, epochs=1, use_prototypes=False, use_msa=False, use_mf=False).fit(data, progress=False)
     assert model.fit_info_["seen_anomalies"] == [] and model.fit_info_["batch_counts"]["ea"] == 0
-    assert model.prototypes == {}
+    assert model.prototypes_ == {}
     scores, _ = model.predict(data.test[:2])
     assert scores.shape == (2,)
     with pytest.raises(ValueError):
-        PRN(batch_mix=(0, 1, 1))
+        PRN(batch_mix=(0, 1, 1)).check_params()
     with pytest.raises(ValueError):
         model.fit(data, progress=False, seen=[Sample("x.png", 0, "good")])

@@ -7,16 +7,17 @@ import pytest
 import torch
 
 from defectkit.data import MVTecCategory, make_demo_dataset
+from defectkit.models.components.training import FIT_INFO_KEYS
 from defectkit.models import available_methods, load_model, method_class
-from defectkit.models.realnet import RealNet
-from defectkit.models.realnet_afs import (
+from defectkit.models.realnet.model import RealNet
+from defectkit.models.realnet.afs import (
     AFSAccumulator,
     afs_channel_losses,
     keep_counts,
     random_channels,
     select_channels,
 )
-from defectkit.models.realnet_rrs import (
+from defectkit.models.realnet.rrs import (
     Discriminator,
     ResidualSelector,
     gather_channels,
@@ -24,7 +25,7 @@ from defectkit.models.realnet_rrs import (
     rrs_indices,
     stage_residuals,
 )
-from defectkit.models.realnet_unet import ReconUNet, recon_width
+from defectkit.models.realnet.unet import ReconUNet, recon_width
 
 
 @pytest.fixture(autouse=True, scope="module")
@@ -172,7 +173,8 @@ def test_fit_predict_and_fit_info(demo):
     assert info["kept_channels"] == {"4": 12, "8": 20, "16": 56}  # afs_keep=0.5 on Lite0
     assert info["rrs_selected"] == {"max": 14, "mean": 15}  # r = round(88 / 3) = 29
     assert info["val_images"] == 2 and info["train_images"] == 12 and info["pool_size"] == 16
-    assert 1 <= info["chosen_epoch"] <= 2 and len(info["val_curve"]) == 2
+    assert 1 <= info["best_epoch"] <= 2 and len(info["curve"]) == 2 and info["stop_reason"] == "epochs"
+    assert set(FIT_INFO_KEYS) <= set(info)
     assert len(info["afs_losses"]["16"]) == 112
     # the kept channels are the ones with the smallest AFS loss
     losses = torch.tensor(info["afs_losses"]["16"])
@@ -187,8 +189,8 @@ def test_save_load_round_trip(demo):
     loaded = load_model(path, device="cpu")
     assert isinstance(loaded, RealNet)
     assert loaded.get_params() == model.get_params()
-    assert {s: v.tolist() for s, v in loaded.channel_indices.items()} == {
-        s: v.tolist() for s, v in model.channel_indices.items()
+    assert {s: v.tolist() for s, v in loaded.channel_indices_.items()} == {
+        s: v.tolist() for s, v in model.channel_indices_.items()
     }
     a, ma = model.predict(data.test)
     b, mb = loaded.predict(data.test)
@@ -203,7 +205,7 @@ def test_same_seed_same_scores_and_ablations(demo):
     info = ablated.fit_info_
     assert info["afs_mode"] == "random" and info["rrs_selected"] == "all"
     assert info["kept_channels"] == {"4": 12, "8": 20, "16": 56} and "afs_losses" not in info
-    assert ablated.discriminator.mlp[0].in_channels == 88
+    assert ablated.discriminator_.mlp[0].in_channels == 88
     assert np.isfinite(ablated.predict(data.test)[0]).all()
 
 
@@ -214,8 +216,8 @@ def test_clear_errors(demo, tmp_path):
     with pytest.raises(FileNotFoundError, match="SDAS"):
         RealNet(synthesis="sdas", sdas_model=str(tmp_path / "none.pt"), **kwargs).fit(data, progress=False)
     with pytest.raises(ValueError):
-        RealNet(afs="best")
+        RealNet(afs="best").check_params()
     with pytest.raises(ValueError):
-        RealNet(rrs="some")
+        RealNet(rrs="some").check_params()
     with pytest.raises(ValueError, match="blur_sigma"):
-        RealNet(blur_sigma=-1.0)
+        RealNet(blur_sigma=-1.0).check_params()

@@ -5,8 +5,8 @@ import pytest
 import torch
 from PIL import Image
 
-from defectkit.overlay import heatmap_overlay, jet, mask_contour, save_overlay, to_uint8_rgb
-from defectkit.report import metrics_text_table, write_report
+from defectkit.viz.overlay import heatmap_overlay, jet, mask_contour, save_overlay, to_uint8_rgb
+from defectkit.viz.report import metrics_text_table, write_report
 
 
 def test_jet_endpoints_and_middle():

@@ -8,18 +8,20 @@ import torch
 
 from defectkit.data import MVTecCategory, make_demo_dataset
 from defectkit.metrics import image_auroc, pixel_auroc
+from defectkit.models.components.training import FIT_INFO_KEYS
 from defectkit.models import available_methods, load_model, method_class
-from defectkit.models.simplenet import SimpleNet
-from defectkit.models.simplenet_parts import (
+from defectkit.models.simplenet.model import SimpleNet
+from defectkit.models.simplenet.networks import (
     Adaptor,
     Discriminator,
     FusedHead,
     add_gaussian_noise,
-    synthetic_validation_anomalies,
     init_weights,
-    split_validation,
     truncated_l1_loss,
 )
+from defectkit.data.splits import split_validation
+from defectkit.synth.validation import builtin_anomalies as synthetic_validation_anomalies
+from defectkit.utils.model_file import read_model_file, write_model_file
 
 
 @pytest.fixture(autouse=True, scope="module")
@@ -129,7 +131,7 @@ def test_training_lowers_loss_and_separates_defects():
     feats = _manifold_features(32, seed=1)
     model = SimpleNet(device="cpu", image_size=64, epochs=40, feature_batch_size=256, seed=0)
     model.train_on_features(feats)
-    losses = model.fit_info_["loss_curve"]
+    losses = [c["loss"] for c in model.fit_info_["curve"]]
     assert losses[-1] < 0.75 * losses[0] and losses[-1] < 0.9  # from ~1.3 (random init) and the ~1.0 plateau
     # defects: the same kind of features pushed off the manifold in some locations
     test = _manifold_features(12, seed=2)
@@ -138,7 +140,7 @@ def test_training_lowers_loss_and_separates_defects():
     masks[6:, 2:5, 3:6] = True
     test = test + 2.0 * off[None, :, None, None] * masks[:, None]
     with torch.no_grad():
-        patch = model.head(test)[:, 0]
+        patch = model.head_(test)[:, 0]
     labels = np.r_[np.zeros(6), np.ones(6)]
     assert image_auroc(labels, patch.flatten(1).amax(1).numpy()) == 1.0
     assert pixel_auroc(masks.numpy(), patch.numpy()) > 0.95
@@ -155,9 +157,9 @@ def test_validation_picks_the_kept_epoch():
     model = SimpleNet(device="cpu", image_size=64, epochs=12, feature_batch_size=256, patience=4, seed=0)
     model.train_on_features(feats, val)
     info = model.fit_info_
-    curve = info["val_curve"]
+    curve = [c for c in info["curve"] if "score" in c]
     best = max(curve, key=lambda c: c["score"])
-    assert info["chosen_epoch"] == best["epoch"]
+    assert info["best_epoch"] == best["epoch"] and info["best_score"] == best["score"]
     assert info["selection"] == "best validation score"
     assert info["epochs_run"] <= 12
     assert info["val_metrics"]["score"] == pytest.approx(best["score"])
@@ -190,8 +192,10 @@ def test_fit_predict_and_fit_info(demo):
     assert np.allclose(scores, maps.reshape(len(maps), -1).max(1))  # image score = max of the map
     info = model.fit_info_
     assert info["val_images"] == 2 and info["train_images"] == 12
-    assert 1 <= info["chosen_epoch"] <= info["epochs_run"] <= 6
-    assert len(info["val_curve"]) == info["epochs_run"]
+    assert 1 <= info["best_epoch"] <= info["epochs_run"] <= 6
+    assert len(info["curve"]) == info["epochs_run"] and all("score" in c for c in info["curve"])
+    assert info["stop_reason"] in ("epochs", "patience")
+    assert set(FIT_INFO_KEYS) <= set(info)
     params = model.get_params()
     assert params["noise_std"] == 0.015 and params["th_pos"] == 0.5 and params["adaptor_lr"] == 1e-4
 
@@ -202,7 +206,7 @@ def test_save_load_round_trip(demo):
     loaded = load_model(path, device="cpu")
     assert isinstance(loaded, SimpleNet)
     assert loaded.get_params() == model.get_params()
-    assert loaded.fit_info_["chosen_epoch"] == model.fit_info_["chosen_epoch"]
+    assert loaded.fit_info_["best_epoch"] == model.fit_info_["best_epoch"]
     a, ma = model.predict(data.test)
     b, mb = loaded.predict(data.test)
     assert np.array_equal(a, b) and np.array_equal(ma, mb)
@@ -213,9 +217,9 @@ def test_file_from_before_the_aggregation_option_loads_with_the_mean(demo, tmp_p
     data, _, kwargs, _ = demo
     old = SimpleNet(seed=0, aggregation="mean", **kwargs).fit(data, progress=False)
     path = old.save(tmp_path / "old.pt")
-    payload = torch.load(path, weights_only=False)
+    payload = read_model_file(path)
     del payload["params"]["aggregation"], payload["params"]["embed_dim"]
-    torch.save(payload, path)
+    write_model_file(path, payload)
     loaded = load_model(path, device="cpu")
     assert loaded.aggregation == "mean" and SimpleNet().aggregation == "adaptive"
     assert np.array_equal(loaded.predict(data.test)[0], old.predict(data.test)[0])
@@ -238,6 +242,6 @@ def test_paper_defaults():
     assert m.strides == (8, 16) and m.patch_size == 3 and m.image_score == "map_max"
     assert (m.feature_std, m.feature_norm, m.disc_hidden, m.feature_batch_size) == (0.03, "global", None, 4096)
     with pytest.raises(ValueError):
-        SimpleNet(device="cpu", image_score="mean")
+        SimpleNet(device="cpu", image_score="mean").check_params()
     with pytest.raises(ValueError):
-        SimpleNet(device="cpu", feature_norm="l2")
+        SimpleNet(device="cpu", feature_norm="l2").check_params()

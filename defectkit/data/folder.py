@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Callable, Dict, List, Mapping, Optional, Sequence, Tuple, Union
+from typing import Callable, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple, Union
 
 from .images import IMAGE_EXTENSIONS, PathLike, is_image_file, list_images
 from .mvtec import GOOD, MVTecCategory, is_mvtec_category
@@ -249,3 +249,20 @@ def load_dataset(path: PathLike) -> Union[MVTecCategory, MVTec3DCategory]:
         f"<cat>/ground_truth/<defect>/<name>_mask.png) nor an MVTec 3D-AD category "
         f"(<cat>/train/good/rgb/*.png, <cat>/test/<defect>/rgb/, <cat>/test/<defect>/gt/){hint}"
     )
+
+
+def resolve_categories(data_paths: Iterable[PathLike]) -> List[Path]:
+    """Category folders from paths that are categories or data-set roots holding them
+    (``mvtec_ad`` -> every category inside, sorted). Layout errors name the path."""
+    out: List[Path] = []
+    for p in data_paths:
+        p = Path(p)
+        if p.is_dir() and not (is_mvtec_category(p) or is_mvtec3d_category(p)):
+            cats = sorted(d for d in p.iterdir() if d.is_dir() and (is_mvtec_category(d) or is_mvtec3d_category(d)))
+            if cats:
+                out.extend(cats)
+                continue
+        out.append(p)
+    return out
+
+

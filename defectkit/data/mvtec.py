@@ -58,7 +58,7 @@ class MVTecCategory:
     ``train`` (normal Samples from train/good), ``test`` (all test Samples, good
     ones with label 0 and mask_path None, defective ones with label 1 and their
     mask), ``validation`` (always empty: MVTec AD has no validation split; make one
-    from ``train`` as docs/PROTOCOL.md says), ``defect_types`` (sorted tuple of the
+    from ``train`` as docs/protocol.md says), ``defect_types`` (sorted tuple of the
     test defect folder names, "good" excluded).
     """
 

@@ -1,6 +1,6 @@
 """The one resize/crop step between decoded pixels and a model.
 
-Why a dataclass: the protocol (docs/PROTOCOL.md, Preprocessing) makes the image size
+Why a dataclass: the protocol (docs/protocol.md, Preprocessing) makes the image size
 and crop explicit options that must be recorded with results and model files.
 ``to_dict``/``from_dict`` give a model file exactly what it needs to preprocess new
 images the same way it was trained.  Default: 256x256, no crop (RealNet, PRN);

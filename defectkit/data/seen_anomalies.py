@@ -1,6 +1,6 @@
 """Seen anomalies for supervised methods (PRN): a seeded draw from the test set, or a user's folder.
 
-PRN's protocol (PROTOCOL.md, after DRA): ``n`` annotated defective test images are
+PRN's protocol (docs/protocol.md#seen-anomalies, after DRA): ``n`` annotated defective test images are
 moved to training -- spread over the defect types -- and removed from the test set, so
 the reduced test set never contains an image the model has seen. The draw is a seeded
 round-robin: the defect types are visited in a seeded order, each type's images in a

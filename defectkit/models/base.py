@@ -1,11 +1,15 @@
 """The estimator protocol every method shares: ``fit``, ``predict``, ``save`` / ``load``.
 
-Like scikit-learn estimators, a model is built from plain keyword parameters (recorded
-with ``get_params`` and stored in the model file), learns in ``fit``, and is used through
-``predict``. A model file is one ``torch.save`` archive carrying a format version, the
-defectkit version, the method, its parameters, the backbone and the preprocessing, so a
-model loads and preprocesses new images exactly as it was trained, without the user
-restating anything.
+As in scikit-learn, a constructor only stores its keyword arguments (read back by
+``get_params``, changed by ``set_params``); checking them, resolving the device and
+building the backbone happen in ``fit``/``load`` or lazily in a property; learned state
+ends with ``_``. The base parameters are declared once, here: a method's constructor
+lists its own parameters and passes ``**base`` on.
+
+A model file (``utils.model_file``) carries a format version, the defectkit version,
+the method's registered name, its parameters, the backbone and the preprocessing, so a
+model loads and preprocesses new images exactly as it was trained. Loading never runs
+code from the file.
 """
 
 from __future__ import annotations
@@ -13,45 +17,27 @@ from __future__ import annotations
 import inspect
 import time
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Sequence, Tuple, Type, Union
+from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 import torch
 
 from .. import __version__
-from ..atomic import atomic_torch_save
 from ..backbones import Backbone, create_backbone
 from ..data.batches import load_images
 from ..data.preprocess import Preprocess
 from ..data.samples import Sample
-from ..device import resolve_device, seed_everything
-from ..feature_cache import FeatureExtractor
-
-MODEL_FORMAT = "defectkit-model"
-MODEL_FORMAT_VERSION = 1
+from ..features import FeatureExtractor
+from ..utils.device import resolve_device, seed_everything
+from ..utils.model_file import MODEL_FORMAT, MODEL_FORMAT_VERSION, check_format, read_model_file, write_model_file
+from .registry import method_class
 
 ImagesLike = Union[torch.Tensor, Sequence[Union[str, Path, Sample]]]
 
-_METHODS: Dict[str, Type["AnomalyModel"]] = {}
-
-
-def register_method(cls: Type["AnomalyModel"]) -> Type["AnomalyModel"]:
-    _METHODS[cls.method] = cls
-    return cls
-
-
-def method_class(name: str) -> Type["AnomalyModel"]:
-    from . import _load_all  # noqa: F401 - registers the built-in methods
-
-    if name not in _METHODS:
-        raise KeyError(f"unknown method {name!r}; available: {', '.join(sorted(_METHODS))}")
-    return _METHODS[name]
-
-
-def available_methods() -> List[str]:
-    from . import _load_all  # noqa: F401
-
-    return sorted(_METHODS)
+#: parameters every method takes; they have their own CLI options
+BASE_PARAMS = ("backbone", "weights", "image_size", "crop_size", "device", "seed", "batch_size", "cache_dir", "use_cache")
+#: changing one of these invalidates the built backbone
+_BACKBONE_PARAMS = ("backbone", "weights", "device")
 
 
 def training_paths(train_data: Any) -> List[Path]:
@@ -89,45 +75,84 @@ class AnomalyModel:
         cache_dir: Optional[str] = None,
         use_cache: bool = True,
     ):
-        self.backbone_name = backbone
+        self.backbone = backbone
         self.weights = weights
         self.image_size = image_size
         self.crop_size = crop_size
-        self.device_name = device
+        self.device = device
         self.seed = seed
         self.batch_size = batch_size
         self.cache_dir = cache_dir
         self.use_cache = use_cache
-        self.preprocess = Preprocess(image_size, crop_size)
-        self.device = resolve_device(device)
-        self._backbone: Optional[Backbone] = None
-        self.fitted_ = False
-        self.fit_info_: Dict[str, Any] = {}
 
     # ---- parameters -------------------------------------------------------------------
-    def get_params(self) -> Dict[str, Any]:
-        """Constructor arguments, read back from attributes (as scikit-learn does)."""
-        params = {}
-        for cls in type(self).__mro__:
-            if cls is object:
+    @classmethod
+    def param_names(cls) -> List[str]:
+        """Constructor keywords of the class and its bases (``**base`` pass-throughs excluded)."""
+        names: List[str] = []
+        for klass in cls.__mro__:
+            if klass is object or "__init__" not in vars(klass):
                 continue
-            for name in inspect.signature(cls.__init__).parameters:
-                if name in ("self", "kwargs", "args") or name in params:
-                    continue
-                attr = {"backbone": "backbone_name", "device": "device_name"}.get(name, name)
-                params[name] = getattr(self, attr)
-        return params
+            for name, p in inspect.signature(klass.__init__).parameters.items():
+                if name != "self" and p.kind not in (p.VAR_KEYWORD, p.VAR_POSITIONAL) and name not in names:
+                    names.append(name)
+        return names
 
-    # ---- shared machinery ----------------------------------------------------------------
+    def get_params(self) -> Dict[str, Any]:
+        """Constructor arguments, read back from the attributes of the same name."""
+        return {name: getattr(self, name) for name in self.param_names()}
+
+    def set_params(self, **params: Any) -> "AnomalyModel":
+        """Change constructor parameters (e.g. ``batch_size`` or ``device`` of a loaded model)."""
+        known = self.param_names()
+        unknown = sorted(set(params) - set(known))
+        if unknown:
+            raise ValueError(f"unknown parameter(s) {', '.join(unknown)} for {self.method}; accepted: {', '.join(known)}")
+        for name, value in params.items():
+            setattr(self, name, value)
+        if any(name in _BACKBONE_PARAMS for name in params):
+            self.__dict__.pop("_backbone_cache", None)
+        return self
+
+    def check_params(self) -> None:
+        """ValueError for a parameter value the method cannot use (called by ``fit`` and the factory)."""
+        Preprocess(self.image_size, self.crop_size)  # checks image_size and crop_size
+        if isinstance(self.batch_size, bool) or not isinstance(self.batch_size, int) or self.batch_size < 1:
+            raise ValueError(f"batch_size must be a positive int, got {self.batch_size!r}")
+        if not isinstance(self.device, (str, torch.device)):
+            raise ValueError(f"device must be 'auto', 'cpu' or 'cuda[:N]', got {self.device!r}")
+
+    # ---- derived set-up (properties, so constructors stay plain) ---------------------------
     @property
-    def backbone(self) -> Backbone:
-        if self._backbone is None:
-            self._backbone = create_backbone(self.backbone_name, self.weights).to(self.device)
-        return self._backbone
+    def preprocess(self) -> Preprocess:
+        """Resize/crop of this model's inputs, from ``image_size`` and ``crop_size``."""
+        return Preprocess(self.image_size, self.crop_size)
+
+    @property
+    def device_(self) -> torch.device:
+        """The torch device ``device`` resolves to (``auto``: CUDA when available)."""
+        return resolve_device(self.device)
+
+    @property
+    def backbone_(self) -> Backbone:
+        """The frozen backbone module, built on first use on ``device_``."""
+        cached = self.__dict__.get("_backbone_cache")
+        if cached is None:
+            cached = create_backbone(self.backbone, self.weights).to(self.device_)
+            self.__dict__["_backbone_cache"] = cached
+        return cached
+
+    @property
+    def fitted_(self) -> bool:
+        return bool(self.__dict__.get("_fitted", False))
+
+    def _fit_info(self) -> Dict[str, Any]:
+        """``fit_info_``, created on first use: a head can also be trained without ``fit``."""
+        return self.__dict__.setdefault("fit_info_", {})
 
     def feature_extractor(self, strides: Sequence[int]) -> FeatureExtractor:
         return FeatureExtractor(
-            self.backbone, self.preprocess, strides, self.device, self.batch_size, self.cache_dir, self.use_cache
+            self.backbone_, self.preprocess, strides, self.device_, self.batch_size, self.cache_dir, self.use_cache
         )
 
     def as_tensor(self, images: ImagesLike) -> torch.Tensor:
@@ -143,11 +168,13 @@ class AnomalyModel:
     # ---- protocol ------------------------------------------------------------------------
     def fit(self, train_data: Any, progress: bool = True) -> "AnomalyModel":
         """Learn from normal images: a dataset with ``.train``, Samples, or image paths."""
+        self.check_params()
         seed_everything(self.seed)
         start = time.perf_counter()
+        self.fit_info_: Dict[str, Any] = {}
         self._fit(training_paths(train_data), progress)
         self.fit_info_["train_seconds"] = time.perf_counter() - start
-        self.fitted_ = True
+        self._fitted = True
         return self
 
     @torch.inference_mode()
@@ -157,8 +184,9 @@ class AnomalyModel:
             raise RuntimeError(f"{type(self).__name__} is not fitted: call fit() or load() first")
         batch = self.as_tensor(images)
         scores, maps = [], []
+        device = self.device_
         for start in range(0, len(batch), self.batch_size):
-            s, m = self._predict_tensor(batch[start : start + self.batch_size].to(self.device))
+            s, m = self._predict_tensor(batch[start : start + self.batch_size].to(device))
             scores.append(s.float().cpu())
             maps.append(m.float().cpu())
         return torch.cat(scores).numpy(), torch.cat(maps)[:, 0].numpy()
@@ -191,41 +219,32 @@ class AnomalyModel:
             "method": self.method,
             "params": self.get_params(),
             "backbone": {
-                "name": self.backbone_name,
-                "weights_id": self.backbone.weights_id,
-                "revision": self.backbone.revision,
+                "name": self.backbone,
+                "weights_id": self.backbone_.weights_id,
+                "revision": self.backbone_.revision,
             },
             "preprocess": self.preprocess.to_dict(),
             "fit_info": self.fit_info_,
             "state": self._get_state(),
         }
-        atomic_torch_save(payload, path)
-        return path
+        return write_model_file(path, payload)
 
     @classmethod
     def load(cls, path: Union[str, Path], device: str = "auto") -> "AnomalyModel":
-        """Load any defectkit model file (the method is read from the file)."""
+        """Load any defectkit model file (the method is read from the file); never runs code from it."""
         path = Path(path)
         if not path.is_file():
             raise FileNotFoundError(f"model file not found: {path}")
-        try:
-            payload = torch.load(path, map_location="cpu", weights_only=False)
-        except Exception as exc:  # noqa: BLE001
-            raise ValueError(f"{path} is not a readable defectkit model file: {exc}") from exc
-        if not isinstance(payload, dict) or payload.get("format") != MODEL_FORMAT:
-            raise ValueError(f"{path} is not a defectkit model file")
-        if payload["format_version"] > MODEL_FORMAT_VERSION:
-            raise ValueError(
-                f"{path} has model format {payload['format_version']}, newer than this defectkit "
-                f"({__version__}) reads ({MODEL_FORMAT_VERSION}); upgrade defectkit"
-            )
+        payload = read_model_file(path)
+        check_format(payload, path)
         model_cls = method_class(payload["method"])
         if cls is not AnomalyModel and not issubclass(model_cls, cls):
             raise ValueError(f"{path} holds a {payload['method']!r} model, not {cls.method!r}")
         params = {**model_cls.legacy_params, **payload["params"], "device": device}
-        model = model_cls(**params)
+        known = model_cls.param_names()
+        model = model_cls(**{k: v for k, v in params.items() if k in known})
         saved_revision = payload.get("backbone", {}).get("revision", 1)
-        current_revision = model.backbone.revision
+        current_revision = model.backbone_.revision
         if saved_revision != current_revision:
             raise ValueError(
                 f"{path} was trained on revision {saved_revision} of backbone "
@@ -234,5 +253,5 @@ class AnomalyModel:
             )
         model._set_state(payload["state"])
         model.fit_info_ = payload.get("fit_info", {})
-        model.fitted_ = True
+        model._fitted = True
         return model

@@ -9,31 +9,28 @@ score reweighted by how isolated that nearest bank entry is (paper, Sec. 3.3).
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any, Dict, List, Tuple
 
 import torch
 
 from ..features import check_aggregation, fuse_stages, upsample_maps
-from .base import AnomalyModel, register_method
-from .coreset import greedy_coreset
-from .nearest_neighbour import NearestNeighbourIndex
+from .base import AnomalyModel
+from .registry import register_method
+from .components.coreset import greedy_coreset
+from .components.nearest_neighbour import NearestNeighbourIndex
 
 
 @register_method
 class PatchCore(AnomalyModel):
+    """PatchCore: memory bank of normal patch features, nearest-neighbour distance as the score.
+
+    Learned state: ``memory_bank_`` (the coreset of normal patch features).
+    """
+
     method = "patchcore"
 
     def __init__(
         self,
-        backbone: str = "efficientnet_lite0",
-        weights: Optional[str] = None,
-        image_size: int = 256,
-        crop_size: Optional[int] = None,
-        device: str = "auto",
-        seed: int = 0,
-        batch_size: int = 8,
-        cache_dir: Optional[str] = None,
-        use_cache: bool = True,
         strides: Tuple[int, ...] = (8, 16),
         patch_size: int = 3,
         coreset_ratio: float = 0.1,
@@ -44,9 +41,10 @@ class PatchCore(AnomalyModel):
         stage_balance: bool = True,
         aggregation: str = "mean",
         embed_dim: int = 128,
+        **base: Any,
     ):
-        super().__init__(backbone, weights, image_size, crop_size, device, seed, batch_size, cache_dir, use_cache)
-        self.strides = tuple(strides)
+        super().__init__(**base)
+        self.strides = strides
         self.patch_size = patch_size
         self.coreset_ratio = coreset_ratio
         self.projection_dim = projection_dim
@@ -54,11 +52,14 @@ class PatchCore(AnomalyModel):
         self.blur_sigma = blur_sigma
         self.search_backend = search_backend
         self.stage_balance = stage_balance
-        check_aggregation(aggregation, embed_dim)
-        self.aggregation = aggregation  # "mean" or the official code's "adaptive" (features.py)
+        self.aggregation = aggregation  # "mean" or the official code's "adaptive" (features/fusion.py)
         self.embed_dim = embed_dim
-        self.memory_bank: Optional[torch.Tensor] = None
-        self._index: Optional[NearestNeighbourIndex] = None
+
+    def check_params(self) -> None:
+        super().check_params()
+        check_aggregation(self.aggregation, self.embed_dim)
+        if not 0.0 < self.coreset_ratio <= 1.0:
+            raise ValueError(f"coreset_ratio must be in (0, 1], got {self.coreset_ratio!r}")
 
     def patch_features(self, stage_features: Dict[int, torch.Tensor]) -> torch.Tensor:
         """{stride: N x C x h x w} -> N x h x w x D patch features."""
@@ -75,26 +76,28 @@ class PatchCore(AnomalyModel):
         bank = feats.reshape(-1, feats.shape[-1])
         t1 = time.perf_counter()
         keep = greedy_coreset(bank, self.coreset_ratio, self.projection_dim, self.seed, progress)
-        self.memory_bank = bank[keep].contiguous()
-        self._index = None
+        self.memory_bank_ = bank[keep].contiguous()
+        self.__dict__.pop("_index", None)
         self.fit_info_.update(
             feature_seconds=t1 - t0,
             coreset_seconds=time.perf_counter() - t1,
-            bank_size=int(self.memory_bank.shape[0]),
+            bank_size=int(self.memory_bank_.shape[0]),
             patches=int(bank.shape[0]),
         )
 
     @property
-    def index(self) -> NearestNeighbourIndex:
-        if self._index is None:
-            self._index = NearestNeighbourIndex(self.memory_bank.to(self.device), self.search_backend)
-        return self._index
+    def index_(self) -> NearestNeighbourIndex:
+        """Nearest-neighbour search over the bank, built on first use."""
+        index = self.__dict__.get("_index")
+        if index is None:
+            index = self.__dict__["_index"] = NearestNeighbourIndex(self.memory_bank_.to(self.device_), self.search_backend)
+        return index
 
     def _predict_tensor(self, images: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
         feats = self.patch_features(self.feature_extractor(self.strides).run_backbone(images))
         n, h, w, d = feats.shape
         flat = feats.reshape(-1, d)
-        dist, nn_idx = self.index.search(flat, k=1)
+        dist, nn_idx = self.index_.search(flat, k=1)
         patch_scores = dist[:, 0].reshape(n, h * w)
         maps = upsample_maps(patch_scores.reshape(n, 1, h, w), self.preprocess.output_size, self.blur_sigma)
         image_scores = self.reweighted_max(flat.reshape(n, h * w, d), patch_scores, nn_idx[:, 0].reshape(n, h * w))
@@ -115,16 +118,16 @@ class PatchCore(AnomalyModel):
             return s_star
         worst_feat = feats[rows, best]  # N x D
         m_star = nn_idx[rows, best]  # N
-        bank = self.memory_bank.to(worst_feat.device)
+        bank = self.memory_bank_.to(worst_feat.device)
         k = min(self.num_neighbours, bank.shape[0])
-        _, support = self.index.search(bank[m_star], k=k)  # N x k (m* itself first)
+        _, support = self.index_.search(bank[m_star], k=k)  # N x k (m* itself first)
         d = torch.linalg.vector_norm(worst_feat[:, None, :] - bank[support], dim=-1)  # N x k
         weight = 1.0 - torch.softmax(d, dim=1)[:, 0]
         return weight * s_star
 
     def _get_state(self) -> Dict[str, Any]:
-        return {"memory_bank": self.memory_bank.cpu()}
+        return {"memory_bank": self.memory_bank_.cpu()}
 
     def _set_state(self, state: Dict[str, Any]) -> None:
-        self.memory_bank = state["memory_bank"]
-        self._index = None
+        self.memory_bank_ = state["memory_bank"]
+        self.__dict__.pop("_index", None)

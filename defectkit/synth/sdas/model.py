@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ...atomic import atomic_write_bytes
+from ...utils.atomic import atomic_write_bytes
 from .diffusion import GaussianDiffusion
 from .unet import UNet, UNetConfig
 

@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from ...atomic import atomic_write_bytes
+from ...utils.atomic import atomic_write_bytes
 from .model import SDASModel
 
 POOL_FORMAT = "defectkit.sdas_pool"

@@ -1,0 +1,60 @@
+"""Training inputs as a user gives them: a category or a folder of good images, plus seen defects.
+
+Training needs only normal images, so a plain folder of good images is as valid as an
+MVTec-style category. Supervised methods (PRN) may also learn from a few real defects:
+drawn from a category's test set (and then left out of every later test of that model)
+or taken from the user's own annotated folder.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import List, Optional, Tuple, Union
+
+from ..data import DatasetLayoutError, list_images, load_dataset
+from ..data.seen_anomalies import draw_seen_anomalies, seen_file_names, seen_from_folder
+from ..models.factory import check_seen_supported
+
+PathLike = Union[str, Path]
+
+
+def training_set(path: PathLike) -> Tuple[list, str]:
+    """(normal training items, name) from a category folder or a plain folder of images."""
+    p = Path(path)
+    if not p.exists():
+        raise FileNotFoundError(f"data folder not found: '{p}'")
+    try:
+        ds = load_dataset(p)
+        return ds.train, ds.name
+    except DatasetLayoutError as exc:
+        images = list_images(p) if p.is_dir() else []
+        if images:
+            return images, p.name
+        raise DatasetLayoutError(f"{exc}; nor a plain folder of normal images (no images directly inside)") from None
+
+
+def seen_for_training(method: str, data: PathLike, seed: int, seen_anomalies: int = 0,
+                      seen_dir: Optional[PathLike] = None) -> Tuple[Optional[list], str]:
+    """(seen anomalies or None, where they came from) for a supervised fit."""
+    if seen_dir:
+        check_seen_supported(method, "--seen-dir")
+        return seen_from_folder(seen_dir), str(seen_dir)
+    if not seen_anomalies:
+        return None, ""
+    check_seen_supported(method, "--seen-anomalies")
+    try:
+        dataset = load_dataset(data)
+    except DatasetLayoutError as exc:
+        raise DatasetLayoutError(f"--seen-anomalies draws from a category's test set, but {exc}") from None
+    seen, _ = draw_seen_anomalies(dataset, seen_anomalies, seed)
+    return seen, f"test set of {data}, seed {seed}"
+
+
+def fit_model(model, items: list, seen: Optional[List] = None, source: str = "", progress: bool = True):
+    """Fit ``model``; with seen anomalies, record their names so ``test`` can leave them out."""
+    if seen is None:
+        return model.fit(items, progress=progress)
+    model.fit(items, progress=progress, seen=seen)
+    model.fit_info_["seen_anomalies"] = seen_file_names(seen)
+    model.fit_info_["seen_source"] = source
+    return model

@@ -1,0 +1,1 @@
+"""Parts that several methods share: coreset, nearest neighbours, the epoch loop, selection, validation."""

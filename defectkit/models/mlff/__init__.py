@@ -1,0 +1,5 @@
+"""MLFF: the estimator in `model`, its parts beside it."""
+
+from .model import MLFF
+
+__all__ = ["MLFF"]

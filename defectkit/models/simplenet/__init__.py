@@ -1,0 +1,5 @@
+"""SimpleNet: the estimator in `model`, its parts beside it."""
+
+from .model import SimpleNet
+
+__all__ = ["SimpleNet"]

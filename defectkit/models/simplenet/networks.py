@@ -1,0 +1,124 @@
+"""Building blocks of SimpleNet: adaptor, discriminator, loss, and the validation anomalies.
+
+Kept apart from ``simplenet.py`` (the estimator) so each piece can be tested and read on
+its own. Everything random takes an explicit, seeded generator: the same seed gives the
+same weights, noise, batches and validation images.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Optional
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+# --------------------------------------------------------------------------- networks
+
+
+class Adaptor(nn.Module):
+    """G: one bias-free fully connected layer C -> C (paper, sec. 3.2 and 4.3)."""
+
+    def __init__(self, dim: int):
+        super().__init__()
+        self.fc = nn.Linear(dim, dim, bias=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc(x)
+
+
+class Discriminator(nn.Module):
+    """D: Linear(C, H) -> BatchNorm1d(H) -> LeakyReLU(slope) -> Linear(H, 1).
+
+    As in the official code the output layer has no bias (the first layer's bias is
+    followed by batch normalisation, whose shift plays that role).
+    """
+
+    def __init__(self, dim: int, hidden: int, slope: float = 0.2):
+        super().__init__()
+        self.fc1 = nn.Linear(dim, hidden)
+        self.bn = nn.BatchNorm1d(hidden)
+        self.slope = slope
+        self.fc2 = nn.Linear(hidden, 1, bias=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc2(F.leaky_relu(self.bn(self.fc1(x)), self.slope))[:, 0]
+
+
+def init_weights(module: nn.Module, generator: torch.Generator) -> None:
+    """The official code's ``init_weight``: Xavier-normal linear weights, BN weight ~ N(1, 0.02).
+
+    Linear biases keep PyTorch's default uniform init, drawn from ``generator`` too.
+    """
+    for m in module.modules():
+        if isinstance(m, nn.Linear):
+            nn.init.xavier_normal_(m.weight, generator=generator)
+            if m.bias is not None:
+                bound = 1.0 / math.sqrt(m.in_features)
+                nn.init.uniform_(m.bias, -bound, bound, generator=generator)
+        elif isinstance(m, nn.BatchNorm1d):
+            nn.init.normal_(m.weight, 1.0, 0.02, generator=generator)
+            nn.init.zeros_(m.bias)
+
+
+class FusedHead:
+    """Standardisation, adaptor, discriminator (eval-mode BN) and the sign flip folded together.
+
+    ``-D(G(o)) = -(w2 . leaky(s * (W1 A o + b1 - mu) + beta))`` with ``s = gamma / sqrt(var + eps)``,
+    so inference costs one C x H matmul, a LeakyReLU and an H-vector product per location.
+    """
+
+    def __init__(
+        self,
+        adaptor: Adaptor,
+        disc: Discriminator,
+        feature_mean: Optional[torch.Tensor] = None,
+        feature_scale: Optional[torch.Tensor] = None,
+    ):
+        with torch.no_grad():
+            bn = disc.bn
+            scale = bn.weight / torch.sqrt(bn.running_var + bn.eps)
+            weight = disc.fc1.weight.double() @ adaptor.fc.weight.double()  # H x C
+            bias = disc.fc1.bias.double()
+            if feature_scale is not None:  # o' = (o - mean) * feature_scale, folded in
+                weight = weight * feature_scale.double()[None, :]
+                bias = bias - weight @ feature_mean.double()
+            self.weight = (scale.double()[:, None] * weight).float()
+            self.bias = (scale.double() * (bias - bn.running_mean.double()) + bn.bias.double()).float()
+            self.out = (-disc.fc2.weight[0]).detach().clone()  # minus: anomaly score = -D
+            self.slope = disc.slope
+
+    def to(self, device: torch.device) -> "FusedHead":
+        self.weight, self.bias, self.out = self.weight.to(device), self.bias.to(device), self.out.to(device)
+        return self
+
+    def __call__(self, feats: torch.Tensor) -> torch.Tensor:
+        """N x C x h x w features -> N x 1 x h x w anomaly scores (-D)."""
+        n, c, h, w = feats.shape
+        # channels-first products: no transpose of the N x C x h x w features is needed
+        x = torch.baddbmm(self.bias[None, :, None], self.weight.expand(n, -1, -1), feats.reshape(n, c, h * w))
+        x = F.leaky_relu(x, self.slope)
+        return torch.matmul(self.out, x).reshape(n, 1, h, w)
+
+
+# --------------------------------------------------------------------------- loss
+
+
+def truncated_l1_loss(
+    normal_scores: torch.Tensor, anomalous_scores: torch.Tensor, th_pos: float = 0.5, th_neg: float = -0.5
+) -> torch.Tensor:
+    """Paper eq. 7-8: mean over locations of ``max(0, th+ - D(q)) + max(0, -th- + D(q-))``.
+
+    Normal features are pushed above ``th+`` = 0.5 and anomalous ones below ``th-`` = -0.5;
+    beyond the margins the loss is zero (truncation). The two means are taken separately
+    as in the official code (``true_loss.mean() + fake_loss.mean()``), which equals the mean
+    of the per-location sum when there are as many anomalous as normal features.
+    """
+    return torch.clamp(th_pos - normal_scores, min=0).mean() + torch.clamp(anomalous_scores - th_neg, min=0).mean()
+
+
+def add_gaussian_noise(features: torch.Tensor, std: float, generator: torch.Generator) -> torch.Tensor:
+    """Anomalous feature generator: ``q- = q + eps``, eps_i ~ N(0, std^2) i.i.d. (paper eq. 6)."""
+    noise = torch.randn(features.shape, generator=generator, device=generator.device, dtype=features.dtype)
+    return features + std * noise.to(features.device)

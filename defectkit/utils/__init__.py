@@ -1,0 +1,1 @@
+"""Small shared helpers: device choice, atomic writes, image conversions, model files."""
