@@ -17,12 +17,11 @@ import time
 from pathlib import Path
 from typing import Any, Dict, List, Mapping, Optional, Sequence, Union
 
-from tqdm.auto import tqdm
-
 from ..data.batches import load_images
 from ..data.folder import load_dataset, resolve_categories
 from ..data.seen_anomalies import draw_seen_anomalies, seen_file_names, seen_from_folder
 from ..models.factory import build_model, check_seen_supported, resolve_variants, variant_params
+from ..utils.progress import progress as progress_bar
 from .environment import environment_info, peak_rss_mb
 from .evaluate import evaluate_model, throughput_pair
 from .results import THROUGHPUT_IMAGES, write_results
@@ -203,20 +202,19 @@ def run_benchmark(
     env = environment_info(device)
     rows: List[Dict[str, Any]] = []
     runs = [(v, p, ds, s) for v, _, _ in variants for p, ds in datasets for s in seeds]
-    bar = tqdm(runs, desc="benchmark", unit="run", disable=not progress)
-    for variant, path, ds, seed in bar:
-        bar.set_postfix_str(f"{variant} {ds.name} seed {seed}")
-        rows.append(
-            run_one(
-                variant, ds, path, backbone, seed, weights=weights, image_size=image_size, crop_size=crop_size,
-                device=device, batch_size=batch_size, cache_dir=cache_dir, use_cache=use_cache,
-                method_params=method_params, methods=names, progress=progress, env=env,
-                seen_anomalies=seen_anomalies, seen_dir=seen_dir,
+    with progress_bar(runs, desc="benchmark", unit="run", enabled=progress, leave=True) as bar:
+        for variant, path, ds, seed in bar:
+            bar.set_postfix_str(f"{variant} {ds.name} seed {seed}")
+            rows.append(
+                run_one(
+                    variant, ds, path, backbone, seed, weights=weights, image_size=image_size, crop_size=crop_size,
+                    device=device, batch_size=batch_size, cache_dir=cache_dir, use_cache=use_cache,
+                    method_params=method_params, methods=names, progress=progress, env=env,
+                    seen_anomalies=seen_anomalies, seen_dir=seen_dir,
+                )
             )
-        )
-        if out is not None:
-            write_results(out, rows, env=env, seeds=seeds, command=command)
-    bar.close()
+            if out is not None:
+                write_results(out, rows, env=env, seeds=seeds, command=command)
     return [{k: v for k, v in r.items() if not k.startswith("_")} for r in rows]
 
 

@@ -18,11 +18,11 @@ from typing import Any, Dict, List, Optional, Union
 
 import numpy as np
 import torch
-from tqdm.auto import tqdm
 
 from ..data.batches import load_images, load_masks
 from ..data.samples import Sample
 from ..metrics import evaluate
+from ..utils.progress import progress as progress_bar
 
 #: Columns of the per-image CSV, in order.
 PER_IMAGE_COLUMNS = ("path", "defect_type", "label", "score", "predicted_label")
@@ -112,19 +112,18 @@ def evaluate_model(model, data: Any, progress: bool = False, warmup: bool = True
         timing["warmup_seconds"] = time.perf_counter() - t0
     scores, maps = [], []
     elapsed = decode = 0.0
-    bar = tqdm(total=len(samples), desc="test", unit="img", disable=not progress, leave=False)
-    for start in range(0, len(samples), chunk):
-        part = samples[start : start + chunk]
-        t0 = time.perf_counter()
-        images, _, _ = load_images(part, model.preprocess, on_error="raise")
-        t1 = time.perf_counter()
-        s, m = model.predict(images)
-        elapsed += time.perf_counter() - t1
-        decode += t1 - t0
-        scores.append(np.asarray(s, dtype=np.float64))
-        maps.append(np.asarray(m, dtype=np.float32))
-        bar.update(len(part))
-    bar.close()
+    with progress_bar(total=len(samples), desc="test", unit="img", enabled=progress) as bar:
+        for start in range(0, len(samples), chunk):
+            part = samples[start : start + chunk]
+            t0 = time.perf_counter()
+            images, _, _ = load_images(part, model.preprocess, on_error="raise")
+            t1 = time.perf_counter()
+            s, m = model.predict(images)
+            elapsed += time.perf_counter() - t1
+            decode += t1 - t0
+            scores.append(np.asarray(s, dtype=np.float64))
+            maps.append(np.asarray(m, dtype=np.float32))
+            bar.update(len(part))
     timing["decode_seconds"] = decode
     scores_arr = np.concatenate(scores)
     maps_arr = np.concatenate(maps)

@@ -17,9 +17,9 @@ from pathlib import Path
 from typing import Dict, List, Optional, Sequence, Union
 
 import torch
-from tqdm.auto import tqdm
 
 from ..utils.atomic import atomic_torch_save
+from ..utils.progress import progress as progress_bar
 from ..backbones import Backbone
 from ..data.batches import load_images
 from ..data.preprocess import Preprocess
@@ -95,16 +95,15 @@ class FeatureExtractor:
                 except Exception:  # noqa: BLE001 - a damaged cache entry is recomputed
                     cached.unlink(missing_ok=True)
             missing.append(i)
-        bar = tqdm(total=len(missing), desc=desc, unit="img", disable=not missing, leave=False)
-        for start in range(0, len(missing), self.batch_size):
-            chunk = missing[start : start + self.batch_size]
-            images, _, _ = load_images([paths[i] for i in chunk], self.preprocess, on_error="raise")
-            feats = self.run_backbone(images)
-            for j, i in enumerate(chunk):
-                one = {s: f[j].cpu().clone() for s, f in feats.items()}
-                results[i] = one
-                if self.use_cache:
-                    atomic_torch_save(one, self.cache_dir / f"{digests[i]}.pt")
-            bar.update(len(chunk))
-        bar.close()
+        with progress_bar(total=len(missing), desc=desc, unit="img", enabled=bool(missing)) as bar:
+            for start in range(0, len(missing), self.batch_size):
+                chunk = missing[start : start + self.batch_size]
+                images, _, _ = load_images([paths[i] for i in chunk], self.preprocess, on_error="raise")
+                feats = self.run_backbone(images)
+                for j, i in enumerate(chunk):
+                    one = {s: f[j].cpu().clone() for s, f in feats.items()}
+                    results[i] = one
+                    if self.use_cache:
+                        atomic_torch_save(one, self.cache_dir / f"{digests[i]}.pt")
+                bar.update(len(chunk))
         return {s: torch.stack([r[s] for r in results]) for s in self.strides}  # type: ignore[index]

@@ -14,7 +14,8 @@ import math
 from typing import Iterator, Optional
 
 import torch
-from tqdm.auto import tqdm
+
+from ...utils.progress import progress as progress_bar
 
 
 def random_projection(features: torch.Tensor, dim: int, generator: torch.Generator) -> torch.Tensor:
@@ -65,10 +66,11 @@ def greedy_coreset(
     current = int(torch.randint(n, (1,), generator=generator))
     min_dist: Optional[torch.Tensor] = None
     with single_thread_on_cpu(x.device):
-        for step in tqdm(range(k), desc="coreset", unit="pt", disable=not progress, leave=False, mininterval=1.0):
-            selected[step] = current
-            # ||x_i - c||^2 = |x_i|^2 - 2 x_i.c + |c|^2, one matrix-vector product per step
-            dist = torch.addmv(sq_norms, x, x[current], alpha=-2.0).add_(sq_norms[current])
-            min_dist = dist if min_dist is None else torch.minimum(min_dist, dist, out=min_dist)
-            current = int(torch.argmax(min_dist))
+        with progress_bar(range(k), desc="coreset", unit="pt", enabled=progress, mininterval=1.0) as steps:
+            for step in steps:
+                selected[step] = current
+                # ||x_i - c||^2 = |x_i|^2 - 2 x_i.c + |c|^2, one matrix-vector product per step
+                dist = torch.addmv(sq_norms, x, x[current], alpha=-2.0).add_(sq_norms[current])
+                min_dist = dist if min_dist is None else torch.minimum(min_dist, dist, out=min_dist)
+                current = int(torch.argmax(min_dist))
     return selected

@@ -23,8 +23,7 @@ from __future__ import annotations
 import time
 from typing import Any, Callable, Dict, Mapping, Optional
 
-from tqdm.auto import tqdm
-
+from ...utils.progress import progress as progress_bar
 from .selection import BestEpoch
 
 #: fit_info_ keys every trained method writes (train_seconds is added by ``fit``)
@@ -69,30 +68,29 @@ def train_epochs(
     stop_reason = "epochs"
     val_seconds = 0.0
     epochs_run = 0
-    bar = tqdm(range(1, epochs + 1), desc=desc, unit="epoch", disable=not progress, leave=False)
-    for epoch in bar:
-        losses = dict(run_epoch(epoch))
-        epochs_run = epoch
-        entry: Dict[str, Any] = {"epoch": epoch, **losses}
-        postfix = {k: f"{v:.4f}" for k, v in losses.items()}
-        validated = validate is not None and (epoch % val_every == 0 or epoch == epochs)
-        if validated:
-            tv = time.perf_counter()
-            metrics = dict(validate())
-            val_seconds += time.perf_counter() - tv
-            entry.update(metrics)
-            best.update(epoch, metrics, snapshot)
-            postfix.update(val=f"{metrics['score']:.4f}", best=str(best.epoch))
-        entry["seconds"] = time.perf_counter() - start
-        curve.append(entry)
-        bar.set_postfix(postfix)
-        if validated and best.should_stop():
-            stop_reason = "patience"
-            break
-        if max_seconds is not None and time.perf_counter() - start > max_seconds:
-            stop_reason = "time budget"
-            break
-    bar.close()
+    with progress_bar(range(1, epochs + 1), desc=desc, unit="epoch", enabled=progress) as bar:
+        for epoch in bar:
+            losses = dict(run_epoch(epoch))
+            epochs_run = epoch
+            entry: Dict[str, Any] = {"epoch": epoch, **losses}
+            postfix = {k: f"{v:.4f}" for k, v in losses.items()}
+            validated = validate is not None and (epoch % val_every == 0 or epoch == epochs)
+            if validated:
+                tv = time.perf_counter()
+                metrics = dict(validate())
+                val_seconds += time.perf_counter() - tv
+                entry.update(metrics)
+                best.update(epoch, metrics, snapshot)
+                postfix.update(val=f"{metrics['score']:.4f}", best=str(best.epoch))
+            entry["seconds"] = time.perf_counter() - start
+            curve.append(entry)
+            bar.set_postfix(postfix)
+            if validated and best.should_stop():
+                stop_reason = "patience"
+                break
+            if max_seconds is not None and time.perf_counter() - start > max_seconds:
+                stop_reason = "time budget"
+                break
     best_epoch, selection = best.restore(restore, epochs_run)
     return {
         "epochs_run": epochs_run,

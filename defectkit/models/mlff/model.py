@@ -27,7 +27,6 @@ from typing import Any, Dict, List, Optional, Tuple
 
 import numpy as np
 import torch
-from tqdm.auto import tqdm
 
 from ...data.batches import load_images
 from ...data.splits import split_validation
@@ -35,6 +34,7 @@ from ...features import upsample_maps
 from ...synth import make_generator
 from ...synth.batch import synthesise
 from ...synth.validation import masked_anomalies
+from ...utils.progress import progress as progress_bar
 from ..base import AnomalyModel
 from ..components.training import check_loop_params, train_epochs
 from ..components.validation import subsample, validation_scores
@@ -225,10 +225,11 @@ class MLFF(AnomalyModel):
         """Frozen-backbone inputs of in-memory images, stored in float16 on the CPU."""
         lows, highs = [], []
         with torch.no_grad():
-            for start in tqdm(range(0, len(images), self.batch_size), desc=desc, disable=not progress, leave=False):
-                low, high = self.stage_inputs(images[start : start + self.batch_size].to(self.device_))
-                lows.append(low.half().cpu())
-                highs.append(high.half().cpu())
+            with progress_bar(range(0, len(images), self.batch_size), desc=desc, unit="batch", enabled=progress) as starts:
+                for start in starts:
+                    low, high = self.stage_inputs(images[start : start + self.batch_size].to(self.device_))
+                    lows.append(low.half().cpu())
+                    highs.append(high.half().cpu())
         return torch.cat(lows), torch.cat(highs)
 
     def _training_data(self, paths: List[Path], progress: bool) -> Dict[str, Any]:

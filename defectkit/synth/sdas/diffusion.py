@@ -144,16 +144,16 @@ class GaussianDiffusion:
         device = next(model.parameters()).device
         s = torch.as_tensor(strength, dtype=torch.float32, device=device).reshape(-1, 1, 1, 1)
         x = torch.randn(shape, generator=generator).to(device)  # CPU draws: same samples on any device
-        steps = range(self.num_timesteps - 1, -1, -1)
-        if progress:
-            from tqdm import tqdm
-            steps = tqdm(steps, desc="SDAS sampling", leave=False)
-        for i in steps:
-            t = torch.full((shape[0],), i, dtype=torch.long, device=device)
-            mean, log_var, _ = self.p_mean_variance(model, x, t, clip_denoised=clip_denoised)
-            if i > 0:
-                z = torch.randn(shape, generator=generator).to(device)
-                x = mean + torch.sqrt((1.0 + s) * torch.exp(log_var)) * z
-            else:
-                x = mean
+        from ...utils.progress import progress as progress_bar
+
+        with progress_bar(range(self.num_timesteps - 1, -1, -1), desc="SDAS sampling", unit="step",
+                          enabled=progress) as steps:
+            for i in steps:
+                t = torch.full((shape[0],), i, dtype=torch.long, device=device)
+                mean, log_var, _ = self.p_mean_variance(model, x, t, clip_denoised=clip_denoised)
+                if i > 0:
+                    z = torch.randn(shape, generator=generator).to(device)
+                    x = mean + torch.sqrt((1.0 + s) * torch.exp(log_var)) * z
+                else:
+                    x = mean
         return x.clamp(-1, 1)

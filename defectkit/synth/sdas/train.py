@@ -12,8 +12,8 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from tqdm import tqdm
 
+from ...utils.progress import progress as progress_bar
 from ..io import load_image
 from .model import SDASModel
 from .unet import UNetConfig
@@ -51,40 +51,39 @@ def train_model(model: SDASModel, data: torch.Tensor, *, minutes: float | None =
     start = last_save = time.monotonic()
     step = 0
     losses = []
-    bar = tqdm(total=max_steps, desc="SDAS training", disable=not progress, mininterval=5.0)
-    while (max_steps is None or step < max_steps) and (deadline is None or time.monotonic() < deadline):
-        idx = torch.randint(0, len(data), (batch_size,), generator=gen)
-        x0 = data[idx.to(data.device)].contiguous(memory_format=torch.channels_last)
-        if flips:
-            fh = (torch.rand(batch_size, generator=gen) < 0.5).to(data.device)
-            fv = (torch.rand(batch_size, generator=gen) < 0.5).to(data.device)
-            x0 = torch.where(fh[:, None, None, None], x0.flip(3), x0)
-            x0 = torch.where(fv[:, None, None, None], x0.flip(2), x0)
-        t = torch.randint(0, diffusion.num_timesteps, (batch_size,), generator=gen).to(data.device)
-        noise = torch.randn(x0.shape, generator=gen).to(data.device)  # CPU draws: device-independent
-        terms = diffusion.training_losses(net, x0, t, noise)
-        loss = terms["loss"].mean()
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(net.parameters(), 1.0)
-        for g in opt.param_groups:  # short linear warm-up
-            g["lr"] = lr * min(1.0, (step + 1) / 200)
-        opt.step()
-        step += 1
-        decay = min(ema_decay, (1 + step) / (10 + step))  # warm-up EMA for short runs
-        with torch.no_grad():
-            for pe, p in zip(ema.net.parameters(), net.parameters()):
-                pe.lerp_(p, 1.0 - decay)
-        losses.append(float(loss.detach()))
-        bar.update(1)
-        if step % 20 == 0:
-            bar.set_postfix(loss=f"{np.mean(losses[-50:]):.4f}")
-        if not np.isfinite(losses[-1]):
-            raise FloatingPointError(f"SDAS loss is not finite at step {step}")
-        if out_path is not None and time.monotonic() - last_save > save_every_s:
-            _finish(ema, step, start, losses, batch_size, data, seed).save(out_path)
-            last_save = time.monotonic()
-    bar.close()
+    with progress_bar(total=max_steps, desc="SDAS training", enabled=progress, leave=True, mininterval=5.0) as bar:
+        while (max_steps is None or step < max_steps) and (deadline is None or time.monotonic() < deadline):
+            idx = torch.randint(0, len(data), (batch_size,), generator=gen)
+            x0 = data[idx.to(data.device)].contiguous(memory_format=torch.channels_last)
+            if flips:
+                fh = (torch.rand(batch_size, generator=gen) < 0.5).to(data.device)
+                fv = (torch.rand(batch_size, generator=gen) < 0.5).to(data.device)
+                x0 = torch.where(fh[:, None, None, None], x0.flip(3), x0)
+                x0 = torch.where(fv[:, None, None, None], x0.flip(2), x0)
+            t = torch.randint(0, diffusion.num_timesteps, (batch_size,), generator=gen).to(data.device)
+            noise = torch.randn(x0.shape, generator=gen).to(data.device)  # CPU draws: device-independent
+            terms = diffusion.training_losses(net, x0, t, noise)
+            loss = terms["loss"].mean()
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(net.parameters(), 1.0)
+            for g in opt.param_groups:  # short linear warm-up
+                g["lr"] = lr * min(1.0, (step + 1) / 200)
+            opt.step()
+            step += 1
+            decay = min(ema_decay, (1 + step) / (10 + step))  # warm-up EMA for short runs
+            with torch.no_grad():
+                for pe, p in zip(ema.net.parameters(), net.parameters()):
+                    pe.lerp_(p, 1.0 - decay)
+            losses.append(float(loss.detach()))
+            bar.update(1)
+            if step % 20 == 0:
+                bar.set_postfix(loss=f"{np.mean(losses[-50:]):.4f}")
+            if not np.isfinite(losses[-1]):
+                raise FloatingPointError(f"SDAS loss is not finite at step {step}")
+            if out_path is not None and time.monotonic() - last_save > save_every_s:
+                _finish(ema, step, start, losses, batch_size, data, seed).save(out_path)
+                last_save = time.monotonic()
     ema = _finish(ema, step, start, losses, batch_size, data, seed)
     if out_path is not None:
         ema.save(out_path)
