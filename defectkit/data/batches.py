@@ -25,6 +25,12 @@ Item = Union[Sample, str, "os.PathLike[str]"]
 #: Worker threads used by load_images/load_masks (the project runs on 2 cores).
 DEFAULT_WORKERS = 2
 
+#: Smallest image side (px) ``load_images`` accepts. The built-in backbones' coarsest stage
+#: every method reads has stride 16, so a 32 px image is 2x2 cells there; a smaller file
+#: holds too little to judge a defect by, and resizing it up to the model's input size
+#: would invent the detail (docs/protocol.md#preprocessing).
+MIN_IMAGE_SIDE = 32
+
 
 def _path_of(item: Item) -> Path:
     return item.path if isinstance(item, Sample) else Path(item)
@@ -45,6 +51,18 @@ def _map_ordered(fn: Callable[[T], object], items: Sequence[T], workers: int) ->
         return list(pool.map(safe, items))
 
 
+def read_model_input(path: Path, preprocess: Preprocess) -> torch.Tensor:
+    """One file as a model input: decoded (read_image), size-checked, preprocessed."""
+    rgb = read_image(path)
+    h, w = rgb.shape[:2]
+    if min(h, w) < MIN_IMAGE_SIDE:
+        raise ImageReadError(
+            path, f"image is only {w}x{h} pixels; defectkit needs at least {MIN_IMAGE_SIDE}x{MIN_IMAGE_SIDE} "
+            f"(scaling it up to {preprocess.image_size} px would invent its detail)"
+        )
+    return preprocess(rgb)
+
+
 def load_images(
     items: Iterable[Item],
     preprocess: Preprocess,
@@ -55,14 +73,14 @@ def load_images(
 
     Returns ``(tensor, kept, errors)``: ``kept`` are the input items whose image is
     in the tensor (same order), ``errors`` a list of ``(path, reason)`` for the
-    others.  ``on_error="raise"`` raises the first ImageReadError (in input order)
+    others (unreadable files, and images smaller than MIN_IMAGE_SIDE on a side).  ``on_error="raise"`` raises the first ImageReadError (in input order)
     instead; ``"skip"`` leaves unreadable files out so one corrupt file in a folder of
     thousands does not stop training, while the caller can still report them.
     """
     if on_error not in ("raise", "skip"):
         raise ValueError(f"on_error must be 'raise' or 'skip', got {on_error!r}")
     items = list(items)
-    results = _map_ordered(lambda it: preprocess(read_image(_path_of(it))), items, workers)
+    results = _map_ordered(lambda it: read_model_input(_path_of(it), preprocess), items, workers)
     tensors, kept, errors = [], [], []
     for item, res in zip(items, results):
         if isinstance(res, ImageReadError):

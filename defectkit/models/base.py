@@ -24,12 +24,13 @@ import torch
 
 from .. import __version__
 from ..backbones import Backbone, create_backbone
-from ..data.batches import load_images
+from ..data.batches import MIN_IMAGE_SIDE, load_images
 from ..data.preprocess import Preprocess
 from ..data.samples import Sample
 from ..features import FeatureExtractor
 from ..utils.device import resolve_device, seed_everything
 from ..utils.model_file import MODEL_FORMAT, MODEL_FORMAT_VERSION, check_format, read_model_file, write_model_file
+from .components.bounds import check_strides
 from .registry import method_class
 
 ImagesLike = Union[torch.Tensor, Sequence[Union[str, Path, Sample]]]
@@ -69,7 +70,7 @@ class AnomalyModel:
         weights: Optional[str] = None,
         image_size: int = 256,
         crop_size: Optional[int] = None,
-        device: str = "auto",
+        device: Union[str, torch.device] = "auto",
         seed: int = 0,
         batch_size: int = 8,
         cache_dir: Optional[str] = None,
@@ -116,11 +117,29 @@ class AnomalyModel:
 
     def check_params(self) -> None:
         """ValueError for a parameter value the method cannot use (called by ``fit`` and the factory)."""
-        Preprocess(self.image_size, self.crop_size)  # checks image_size and crop_size
+        size = Preprocess(self.image_size, self.crop_size).output_size  # checks image_size and crop_size
         if isinstance(self.batch_size, bool) or not isinstance(self.batch_size, int) or self.batch_size < 1:
             raise ValueError(f"batch_size must be a positive int, got {self.batch_size!r}")
         if not isinstance(self.device, (str, torch.device)):
             raise ValueError(f"device must be 'auto', 'cpu' or 'cuda[:N]', got {self.device!r}")
+        strides = check_strides(self.feature_strides)
+        if size < self.min_image_size:
+            what = "--crop-size" if self.crop_size is not None else "--image-size"
+            raise ValueError(
+                f"image size {size} px is too small for {self.method}: its coarsest feature map (stride "
+                f"{max(strides)}) needs at least 2x2 cells, so the model input must be at least "
+                f"{self.min_image_size} px ({what})"
+            )
+
+    @property
+    def feature_strides(self) -> Tuple[int, ...]:
+        """The backbone strides the method reads (its ``strides``; a method without one overrides this)."""
+        return tuple(getattr(self, "strides", (8, 16)))
+
+    @property
+    def min_image_size(self) -> int:
+        """Smallest model input side: 2x2 cells on the coarsest feature map, and at least MIN_IMAGE_SIDE."""
+        return max(MIN_IMAGE_SIDE, 2 * max(int(s) for s in self.feature_strides))
 
     # ---- derived set-up (properties, so constructors stay plain) ---------------------------
     @property

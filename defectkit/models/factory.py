@@ -1,9 +1,10 @@
 """Building a model from a method spec: the one way the CLI and the benchmark make models.
 
-A method spec is a registered name, optionally with parameters:
-``prn[use_msa=False,use_mf=False]``. Parameter names are checked against the method's
-constructor before anything runs, and values by the method's ``check_params``, so a typo
-never runs a whole benchmark with a default silently.
+A method spec is a registered name (any case: ``PatchCore`` is ``patchcore``), optionally
+with parameters: ``prn[use_msa=False,use_mf=False]``. Before anything runs, parameter
+names are checked against the method's constructor, their types against its annotations
+(``param_types``) and their values by the method's ``check_params``, so a typo never runs
+a whole benchmark with a default silently, nor fails an hour later.
 """
 
 from __future__ import annotations
@@ -14,7 +15,8 @@ import re
 from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 
 from .base import BASE_PARAMS, AnomalyModel
-from .registry import available_methods, method_class
+from .param_types import check_param_types
+from .registry import available_methods, canonical_method, method_class
 
 
 def parse_value(text: str) -> Any:
@@ -65,6 +67,7 @@ def parse_method_spec(spec: str) -> Tuple[str, Dict[str, Any]]:
     if not match:
         raise ValueError(f"bad method spec {spec!r}: expected NAME or NAME[key=value,...]")
     name, inner = match.group(1), match.group(2)
+    name = _registered_spelling(name)
     params: Dict[str, Any] = {}
     for item in _split_top_level(inner or ""):
         key, sep, value = item.partition("=")
@@ -75,6 +78,23 @@ def parse_method_spec(spec: str) -> Tuple[str, Dict[str, Any]]:
             raise ValueError(f"bad method spec {spec!r}: {key!r} given twice")
         params[key] = parse_value(value)
     return name, params
+
+
+def _registered_spelling(name: str) -> str:
+    """``PatchCore`` -> ``patchcore`` when registered; an unknown name is left for the caller to refuse."""
+    try:
+        return canonical_method(name)
+    except KeyError:
+        return name
+
+
+def canonical_spec(spec: str) -> str:
+    """A method spec with its name in the registered spelling: ``PatchCore[k=1]`` -> ``patchcore[k=1]``."""
+    spec = spec.strip()
+    match = _SPEC.match(spec)
+    if not match:
+        return spec
+    return _registered_spelling(match.group(1)) + spec[match.end(1):]
 
 
 def accepts_seen(method: str) -> bool:
@@ -90,6 +110,12 @@ def accepted_params(method: str) -> List[str]:
     return [n for n in method_class(method).param_names() if n not in BASE_PARAMS]
 
 
+def _qualified(key: str) -> str:
+    """``PatchCore.coreset_ratio`` -> ``patchcore.coreset_ratio`` (the method part in its registered spelling)."""
+    target, dot, name = key.rpartition(".")
+    return f"{_registered_spelling(target)}.{name}" if dot else key
+
+
 def params_for(method: str, method_params: Optional[Mapping[str, Any]], methods: Sequence[str] = ()) -> Dict[str, Any]:
     """The part of ``method_params`` meant for ``method``.
 
@@ -98,8 +124,9 @@ def params_for(method: str, method_params: Optional[Mapping[str, Any]], methods:
     a key that none of ``methods`` accepts is an error naming what they do accept, so
     a typo never runs a whole benchmark with the default silently.
     """
-    methods = list(methods) or [method]
-    method_params = dict(method_params or {})
+    method = canonical_method(method)
+    methods = [canonical_method(m) for m in methods] or [method]
+    method_params = {_qualified(k): v for k, v in dict(method_params or {}).items()}
     for key in method_params:
         if key in BASE_PARAMS:
             raise ValueError(f"parameter {key!r} has its own option (e.g. --{key.replace('_', '-')}); not a method parameter")
@@ -124,12 +151,14 @@ def params_for(method: str, method_params: Optional[Mapping[str, Any]], methods:
 
 
 def build_model(method: str, method_params: Optional[Mapping[str, Any]] = None, **common: Any) -> AnomalyModel:
-    """``method_class(method)(**common, **params)`` with parameter names and values checked first,
-    so a typo or a bad value fails before any data is read."""
+    """``method_class(method)(**common, **params)`` with parameter names, types and values checked
+    first, so a typo or a bad value fails before any data is read."""
     unknown = sorted(set(common) - set(BASE_PARAMS))
     if unknown:
         raise ValueError(f"not base parameters: {', '.join(unknown)}; pass method parameters in method_params")
-    model = method_class(method)(**common, **params_for(method, method_params))
+    cls = method_class(method)
+    params = check_param_types(cls, cls.method, {**common, **params_for(method, method_params)})
+    model = cls(**params)
     model.check_params()
     return model
 
@@ -140,7 +169,7 @@ def variant_params(spec: str, method_params: Optional[Mapping[str, Any]] = None,
     overridden by the spec's own ``[key=value]``. Unknown methods raise KeyError, unknown
     keys ValueError naming the spec."""
     name, own = parse_method_spec(spec)
-    method_class(name)  # KeyError naming the available methods
+    name = canonical_method(name)  # KeyError naming the available methods
     params = params_for(name, method_params, list(methods) or [name])
     try:
         params.update(params_for(name, own))
@@ -152,7 +181,7 @@ def variant_params(spec: str, method_params: Optional[Mapping[str, Any]] = None,
 def resolve_variants(specs: Sequence[str], method_params: Optional[Mapping[str, Any]] = None
                      ) -> List[Tuple[str, str, Dict[str, Any]]]:
     """``[(variant, method, params)]`` for method specs, duplicates dropped, all checked first."""
-    variants = list(dict.fromkeys(s.strip() for s in specs))
+    variants = list(dict.fromkeys(canonical_spec(s) for s in specs))
     names = list(dict.fromkeys(parse_method_spec(v)[0] for v in variants))
     return [(v, *variant_params(v, method_params, names)) for v in variants]
 

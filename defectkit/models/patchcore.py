@@ -16,8 +16,9 @@ import torch
 from ..features import check_aggregation, fuse_stages, upsample_maps
 from .base import AnomalyModel
 from .registry import register_method
+from .components.bounds import check_bounds, check_patch_size
 from .components.coreset import greedy_coreset
-from .components.nearest_neighbour import NearestNeighbourIndex
+from .components.nearest_neighbour import NearestNeighbourIndex, check_search_backend
 
 
 @register_method
@@ -58,8 +59,9 @@ class PatchCore(AnomalyModel):
     def check_params(self) -> None:
         super().check_params()
         check_aggregation(self.aggregation, self.embed_dim)
-        if not 0.0 < self.coreset_ratio <= 1.0:
-            raise ValueError(f"coreset_ratio must be in (0, 1], got {self.coreset_ratio!r}")
+        check_patch_size(self.patch_size)
+        check_bounds(self, coreset_ratio="(0, 1]", projection_dim=">= 0", num_neighbours=">= 1", blur_sigma=">= 0")
+        check_search_backend(self.search_backend)
 
     def patch_features(self, stage_features: Dict[int, torch.Tensor]) -> torch.Tensor:
         """{stride: N x C x h x w} -> N x h x w x D patch features."""

@@ -2,7 +2,9 @@
 
 A model file stores the method's name, not a module path, so files survive code moves.
 Built-in methods register themselves when their package is imported; importing this
-module's lookups imports them all.
+module's lookups imports them all. Names are looked up without regard to case
+(``PatchCore`` is ``patchcore``); :func:`canonical_method` gives the registered spelling,
+which is what model files and results record.
 """
 
 from __future__ import annotations
@@ -19,8 +21,8 @@ _METHODS: Dict[str, Type["AnomalyModel"]] = {}
 
 
 def register_method(cls: Type["AnomalyModel"]) -> Type["AnomalyModel"]:
-    """Class decorator: make ``cls`` available under ``cls.method``."""
-    _METHODS[cls.method] = cls
+    """Class decorator: make ``cls`` available under ``cls.method`` (in any case)."""
+    _METHODS[cls.method.lower()] = cls
     return cls
 
 
@@ -30,13 +32,19 @@ def _load_builtins() -> None:
 
 
 def method_class(name: str) -> Type["AnomalyModel"]:
-    """The estimator class registered as ``name`` (KeyError naming the available ones)."""
+    """The estimator class registered as ``name``, in any case (KeyError naming the available ones)."""
     _load_builtins()
-    if name not in _METHODS:
-        raise KeyError(f"unknown method {name!r}; available: {', '.join(sorted(_METHODS))}")
-    return _METHODS[name]
+    key = name.strip().lower() if isinstance(name, str) else name
+    if key not in _METHODS:
+        raise KeyError(f"unknown method {name!r}; available: {', '.join(available_methods())}")
+    return _METHODS[key]
+
+
+def canonical_method(name: str) -> str:
+    """The registered spelling of method ``name`` (``"PatchCore"`` -> ``"patchcore"``)."""
+    return method_class(name).method
 
 
 def available_methods() -> List[str]:
     _load_builtins()
-    return sorted(_METHODS)
+    return sorted(cls.method for cls in _METHODS.values())

@@ -20,6 +20,18 @@ except Exception:  # noqa: BLE001
     HAVE_FAISS = False
 
 
+#: Values of ``search_backend``: faiss when installed (auto), or one of them by name.
+SEARCH_BACKENDS = ("auto", "faiss", "torch")
+
+
+def check_search_backend(backend: str) -> None:
+    """ValueError for an unknown backend, or for "faiss" when faiss is not installed."""
+    if backend not in SEARCH_BACKENDS:
+        raise ValueError(f"search_backend must be one of {', '.join(SEARCH_BACKENDS)}, got {backend!r}")
+    if backend == "faiss" and not HAVE_FAISS:
+        raise ValueError("search_backend 'faiss' requested but faiss is not installed (pip install faiss-cpu)")
+
+
 class NearestNeighbourIndex:
     """Euclidean k-NN over a fixed bank (rows of ``bank``)."""
 

@@ -36,6 +36,7 @@ from ...synth.batch import synthesise
 from ...synth.validation import masked_anomalies
 from ...utils.progress import progress as progress_bar
 from ..base import AnomalyModel
+from ..components.bounds import check_bounds, check_patch_size
 from ..components.training import check_loop_params, train_epochs
 from ..components.validation import subsample, validation_scores
 from ..registry import register_method
@@ -179,6 +180,20 @@ class MLFF(AnomalyModel):
             raise ValueError("anomaly_ratio must be in [0, 1], repeat and epochs >= 1")
         if self.blur_sigma < 0:
             raise ValueError(f"blur_sigma must be >= 0 (0: no smoothing), got {self.blur_sigma}")
+        check_bounds(self, width=">= 1", feature_dim=">= 1", tem_levels=">= 1", ptfem_levels=">= 1",
+                     scconv_pooling=">= 1", label_threshold="[0, 1)", score_weight=">= 0", consistency_weight=">= 0",
+                     consistency_patch=">= 1", lr="> 0", weight_decay=">= 0", train_batch_size=">= 1",
+                     max_train_minutes="> 0", backbone_lr="> 0", val_anomalies_per_image=">= 1")
+        if any(p < 1 for p in self.pyramid):
+            raise ValueError(f"pyramid must hold ints >= 1, got {self.pyramid!r}")
+        size = self.preprocess.output_size
+        if size % self.output_stride:
+            raise ValueError(f"mlff needs a model input that is a multiple of output_stride {self.output_stride} "
+                             f"(its feature grids must line up), got {size} px")
+
+    @property
+    def feature_strides(self) -> Tuple[int, ...]:
+        return STRIDES
 
     @staticmethod
     def _kinds(kinds) -> Any:

@@ -39,6 +39,7 @@ from ...synth.textures import resolve_textures
 from ...synth.validation import builtin_anomalies
 from ...utils.images import to_uint8
 from ..base import AnomalyModel
+from ..components.bounds import check_bounds, check_patch_size
 from ..components.training import check_loop_params, train_epochs
 from ..components.validation import subsample, validation_scores
 from ..registry import register_method
@@ -162,6 +163,11 @@ class PRN(AnomalyModel):
         mix = tuple(self.batch_mix)
         if len(mix) != 3 or min(mix) < 0 or mix[0] == 0:
             raise ValueError(f"batch_mix is (normal, EA, SA) with a positive normal share, got {self.batch_mix}")
+        check_bounds(self, prototype_ratio="(0, 1]", kmeans_iters=">= 1", head_dim=">= 1", msa_depth=">= 1",
+                     focal_weight=">= 0", focal_alpha="[0, 1]", focal_gamma=">= 0", lr="> 0", weight_decay=">= 0",
+                     pool_refresh=">= 1", top_k=">= 1", val_anomalies_per_image=">= 1")
+        if any(c < 1 for c in self.decoder_channels):
+            raise ValueError(f"decoder_channels must hold ints >= 1, got {self.decoder_channels!r}")
 
     @property
     def _stages(self) -> Tuple[int, ...]:

@@ -37,6 +37,7 @@ from ...synth.textures import resolve_textures
 from ...synth.validation import mixed_generator
 from ...utils.images import to_uint8
 from ..base import AnomalyModel
+from ..components.bounds import check_bounds, check_patch_size
 from ..components.training import check_loop_params, train_epochs
 from ..components.validation import subsample, validation_scores
 from ..registry import register_method
@@ -150,6 +151,11 @@ class RealNet(AnomalyModel):
                              f"{self.train_batch_size}")
         if self.blur_sigma < 0:
             raise ValueError(f"blur_sigma must be >= 0 (0: no smoothing), got {self.blur_sigma}")
+        check_bounds(self, afs_batch_size=">= 1", sdas_samples=">= 1", recon_ratio="(0, 1]", recon_min_width=">= 1",
+                     lr="> 0", val_anomalies_per_image=">= 1")
+        for name in ("recon_mults", "disc_hidden"):
+            if any(v < 1 for v in getattr(self, name)):
+                raise ValueError(f"{name} must hold ints >= 1, got {getattr(self, name)!r}")
 
     @property
     def _stages(self) -> Tuple[int, ...]:

@@ -31,6 +31,7 @@ from ...data.splits import split_validation
 from ...features import SeparableUpsampler, check_aggregation, fuse_stages
 from ...synth.validation import VISIBLE_CHANGE, builtin_anomalies, library_anomalies
 from ..base import AnomalyModel
+from ..components.bounds import check_bounds, check_patch_size
 from ..components.training import check_loop_params, train_epochs
 from ..components.validation import subsample, validation_scores
 from ..registry import register_method
@@ -150,6 +151,12 @@ class SimpleNet(AnomalyModel):
         if self.feature_batch_size < 2:
             raise ValueError(f"feature_batch_size must be >= 2, got {self.feature_batch_size}")
         check_aggregation(self.aggregation, self.embed_dim)
+        check_patch_size(self.patch_size)
+        check_bounds(self, feature_std="> 0", noise_std="> 0", disc_hidden=">= 1", leaky_slope=">= 0",
+                     adaptor_lr="> 0", disc_lr="> 0", weight_decay=">= 0", val_anomalies_per_image=">= 1",
+                     blur_sigma=">= 0")
+        if not self.th_neg < self.th_pos:
+            raise ValueError(f"th_neg must be below th_pos, got th_neg={self.th_neg!r}, th_pos={self.th_pos!r}")
 
     @property
     def _val_kinds(self) -> Tuple[str, ...]:
