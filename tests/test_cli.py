@@ -159,7 +159,7 @@ def test_train_on_plain_folder_with_force(work, tmp_path, capsys):
     "argv, needle",
     [
         (["train", "--data", "{tmp}/missing", "--out", "{tmp}/m.pt"], "not found"),
-        (["train", "--data", "{tmp}", "--out", "{tmp}/m.pt"], "neither"),
+        (["train", "--data", "{tmp}", "--out", "{tmp}/m.pt"], "no training images"),
         (["train", "--data", "{data}", "--out", "{tmp}/m.pt", "--method", "nosuchmethod"], "unknown method"),
         (["train", "--data", "{data}", "--out", "{tmp}/m.pt", "--backbone", "nosuchnet"], "unknown backbone"),
         (["train", "--data", "{data}", "--out", "{tmp}/m.pt", "--param", "no_such_param=1"], "no_such_param"),

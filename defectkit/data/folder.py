@@ -251,6 +251,37 @@ def load_dataset(path: PathLike) -> Union[MVTecCategory, MVTec3DCategory]:
     )
 
 
+def training_images(path: PathLike) -> Tuple[List[Sample], str]:
+    """(normal training Samples, name) of a category or a plain folder, reading only the training side.
+
+    Training needs only normal images, so nothing under ``test/`` or ``ground_truth/`` is
+    looked at: a category without a test split, or with a test image whose mask is
+    missing, still trains (``defectkit test`` reports test-side problems). Looked for, in
+    order: ``<cat>/train/good/*`` (MVTec AD), ``<cat>/train/good/rgb/*`` (MVTec 3D-AD),
+    images directly inside ``path``. DatasetLayoutError naming the path otherwise.
+    """
+    p = Path(path)
+    if not p.exists():
+        raise FileNotFoundError(f"data folder not found: '{p}'")
+    if not p.is_dir():
+        raise NotADirectoryError(f"not a folder: '{p}'")
+    name = Path(os.path.abspath(p)).name
+    for folder in (p / "train" / GOOD, p / "train" / GOOD / "rgb"):
+        if folder.is_dir():
+            files = list_images(folder)
+            if files:
+                return [Sample(f, 0, GOOD, None) for f in files], name
+    files = list_images(p)
+    if files:
+        return [Sample(f, 0, GOOD, None) for f in files], name
+    found = [str(f) for f in (p / "train" / GOOD, p / "train" / GOOD / "rgb") if f.is_dir()]
+    where = f" ('{found[0]}' holds none)" if found else ""
+    raise DatasetLayoutError(
+        f"no training images in '{p}'{where}: expected an MVTec AD category (<cat>/train/good/*.png), an "
+        f"MVTec 3D-AD category (<cat>/train/good/rgb/*.png) or a folder with images directly inside"
+    )
+
+
 def resolve_categories(data_paths: Iterable[PathLike]) -> List[Path]:
     """Category folders from paths that are categories or data-set roots holding them
     (``mvtec_ad`` -> every category inside, sorted). Layout errors name the path."""

@@ -1,7 +1,7 @@
 """Training inputs as a user gives them: a category or a folder of good images, plus seen defects.
 
 Training needs only normal images, so a plain folder of good images is as valid as an
-MVTec-style category. Supervised methods (PRN) may also learn from a few real defects:
+MVTec-style category, and a category's test side (its test images and masks) is not read. Supervised methods (PRN) may also learn from a few real defects:
 drawn from a category's test set (and then left out of every later test of that model)
 or taken from the user's own annotated folder.
 """
@@ -11,7 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import List, Optional, Tuple, Union
 
-from ..data import DatasetLayoutError, list_images, load_dataset
+from ..data import DatasetLayoutError, load_dataset, training_images
 from ..data.seen_anomalies import draw_seen_anomalies, seen_file_names, seen_from_folder
 from ..models.factory import check_seen_supported
 
@@ -19,18 +19,13 @@ PathLike = Union[str, Path]
 
 
 def training_set(path: PathLike) -> Tuple[list, str]:
-    """(normal training items, name) from a category folder or a plain folder of images."""
-    p = Path(path)
-    if not p.exists():
-        raise FileNotFoundError(f"data folder not found: '{p}'")
-    try:
-        ds = load_dataset(p)
-        return ds.train, ds.name
-    except DatasetLayoutError as exc:
-        images = list_images(p) if p.is_dir() else []
-        if images:
-            return images, p.name
-        raise DatasetLayoutError(f"{exc}; nor a plain folder of normal images (no images directly inside)") from None
+    """(normal training items, name) from a category folder or a plain folder of images.
+
+    Only the training side is read (``data.training_images``): a category without
+    ``test/``, or with a test-side problem such as a missing mask, trains; ``test``
+    reports those problems.
+    """
+    return training_images(path)
 
 
 def seen_for_training(method: str, data: PathLike, seed: int, seen_anomalies: int = 0,
