@@ -9,7 +9,7 @@ Data sets only list files (``Sample``); pixels are decoded later with
 from .batches import load_images, load_masks
 from .demo import DEFECT_TYPES as DEMO_DEFECT_TYPES
 from .demo import make_demo_dataset
-from .folder import FolderDataset, MVTec3DCategory, is_mvtec3d_category, load_dataset, mvtec3d_category
+from .folder import FolderDataset, MVTec3DCategory, is_mvtec3d_category, load_dataset, mvtec3d_category, training_images
 from .images import (
     IMAGE_EXTENSIONS,
     ImageReadError,
@@ -19,6 +19,7 @@ from .images import (
     read_mask,
     resize_mask,
 )
+from .mask_size import MaskSizeError, MaskSizeWarning, check_mask_sizes
 from .mvtec import MVTecCategory, is_mvtec_category
 from .preprocess import Preprocess
 from .samples import DatasetLayoutError, Sample
@@ -30,9 +31,12 @@ __all__ = [
     "IMAGE_EXTENSIONS",
     "ImageReadError",
     "MVTec3DCategory",
+    "MaskSizeError",
+    "MaskSizeWarning",
     "MVTecCategory",
     "Preprocess",
     "Sample",
+    "check_mask_sizes",
     "is_image_file",
     "is_mvtec3d_category",
     "is_mvtec_category",
@@ -45,4 +49,5 @@ __all__ = [
     "read_image",
     "read_mask",
     "resize_mask",
+    "training_images",
 ]

@@ -16,6 +16,7 @@ from typing import Callable, Iterable, List, Sequence, Tuple, TypeVar, Union
 import torch
 
 from .images import ImageReadError, read_image, read_mask
+from .mask_size import check_mask_sizes
 from .preprocess import Preprocess
 from .samples import Sample
 
@@ -25,10 +26,11 @@ Item = Union[Sample, str, "os.PathLike[str]"]
 #: Worker threads used by load_images/load_masks (the project runs on 2 cores).
 DEFAULT_WORKERS = 2
 
-#: Smallest image side (px) ``load_images`` accepts. The built-in backbones' coarsest stage
-#: every method reads has stride 16, so a 32 px image is 2x2 cells there; a smaller file
-#: holds too little to judge a defect by, and resizing it up to the model's input size
-#: would invent the detail (docs/protocol.md#preprocessing).
+#: Smallest image side (px) a model accepts, for its input and for image files. The
+#: coarsest stage every method reads has stride 16, so 32 px is 2x2 cells there; a smaller
+#: image holds too little to judge a defect by, and scaling a smaller file up to the model's
+#: input size would invent its detail. Models pass it to ``load_images`` through
+#: ``Preprocess.min_input_side``.
 MIN_IMAGE_SIDE = 32
 
 
@@ -52,12 +54,14 @@ def _map_ordered(fn: Callable[[T], object], items: Sequence[T], workers: int) ->
 
 
 def read_model_input(path: Path, preprocess: Preprocess) -> torch.Tensor:
-    """One file as a model input: decoded (read_image), size-checked, preprocessed."""
+    """One file as a model input: decoded (read_image), size-checked (``preprocess.min_input_side``),
+    preprocessed."""
     rgb = read_image(path)
     h, w = rgb.shape[:2]
-    if min(h, w) < MIN_IMAGE_SIDE:
+    least = int(getattr(preprocess, "min_input_side", 0) or 0)
+    if min(h, w) < least:
         raise ImageReadError(
-            path, f"image is only {w}x{h} pixels; defectkit needs at least {MIN_IMAGE_SIDE}x{MIN_IMAGE_SIDE} "
+            path, f"image is only {w}x{h} pixels; models need at least {least}x{least} "
             f"(scaling it up to {preprocess.image_size} px would invent its detail)"
         )
     return preprocess(rgb)
@@ -73,7 +77,7 @@ def load_images(
 
     Returns ``(tensor, kept, errors)``: ``kept`` are the input items whose image is
     in the tensor (same order), ``errors`` a list of ``(path, reason)`` for the
-    others (unreadable files, and images smaller than MIN_IMAGE_SIDE on a side).  ``on_error="raise"`` raises the first ImageReadError (in input order)
+    others (unreadable files, and images smaller than ``preprocess.min_input_side``).  ``on_error="raise"`` raises the first ImageReadError (in input order)
     instead; ``"skip"`` leaves unreadable files out so one corrupt file in a folder of
     thousands does not stop training, while the caller can still report them.
     """
@@ -99,12 +103,20 @@ def load_masks(
     samples: Iterable[Sample],
     preprocess: Preprocess,
     workers: int = DEFAULT_WORKERS,
+    strict: bool = False,
+    check_sizes: bool = True,
 ) -> torch.Tensor:
     """Ground-truth masks of ``samples`` as an Nx1xSxS float32 tensor of {0, 1},
     resized nearest and cropped like the images; all zeros where ``mask_path`` is
     None (normal images).  An unreadable mask raises ImageReadError: scoring against
-    a mask that silently became empty would be wrong, so there is no skip mode."""
+    a mask that silently became empty would be wrong, so there is no skip mode.
+
+    A mask whose size differs from its image's gives a MaskSizeWarning naming both files
+    and sizes, or a MaskSizeError with ``strict`` (data/mask_size.py); ``check_sizes=False``
+    skips that check for a caller that has just made it."""
     samples = list(samples)
+    if check_sizes:
+        check_mask_sizes(samples, strict)
     s = preprocess.output_size
 
     def one(sample: Sample) -> torch.Tensor:

@@ -12,7 +12,7 @@ so tensors from here are plain RGB in [0, 1] and can also be written back as ima
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Dict, Mapping, Optional
 
 import numpy as np
@@ -25,10 +25,15 @@ from .images import resize_mask
 @dataclass
 class Preprocess:
     """Resize to ``image_size`` x ``image_size`` (bilinear, antialiased by Pillow when
-    shrinking), then optionally center-crop to ``crop_size`` x ``crop_size``."""
+    shrinking), then optionally center-crop to ``crop_size`` x ``crop_size``.
+
+    ``min_input_side``: image files smaller than this on a side are refused by
+    ``load_images`` (0: any size). Models set it (``AnomalyModel.preprocess``); it is a
+    guard, not part of the preprocessing, so ``to_dict`` leaves it out."""
 
     image_size: int = 256
     crop_size: Optional[int] = None
+    min_input_side: int = field(default=0, compare=False)
 
     def __post_init__(self) -> None:
         if isinstance(self.image_size, bool) or int(self.image_size) != self.image_size or self.image_size <= 0:

@@ -19,14 +19,19 @@ from typing import Any, Dict, List, Mapping, Optional, Sequence, Union
 
 from ..data.batches import load_images
 from ..data.folder import load_dataset, resolve_categories
+from ..data.mask_size import check_mask_sizes
 from ..data.seen_anomalies import draw_seen_anomalies, seen_file_names, seen_from_folder
 from ..models.factory import build_model, check_seen_supported, resolve_variants, variant_params
+from ..utils.output import check_output_dir
 from ..utils.progress import progress as progress_bar
 from .environment import environment_info, peak_rss_mb
 from .evaluate import evaluate_model, throughput_pair
 from .results import THROUGHPUT_IMAGES, write_results
 
 PathLike = Union[str, Path]
+
+#: Files a benchmark writes into its output folder; none is replaced without ``overwrite``.
+RESULT_FILES = ("results.csv", "results.json", "summary.md", "seen_anomalies.json")
 
 
 def _fit_info_value(info: Mapping[str, Any], key: str) -> Any:
@@ -48,7 +53,7 @@ def _seen_and_test(dataset, seed: int, seen_anomalies: int, seen_dir: Optional[P
 
 def run_one(method, dataset, data_path, backbone, seed, *, weights, image_size, crop_size, device, batch_size,
             cache_dir, use_cache, method_params, methods, progress, env, seen_anomalies: int = 0,
-            seen_dir: Optional[PathLike] = None) -> Dict[str, Any]:
+            seen_dir: Optional[PathLike] = None, strict: bool = False) -> Dict[str, Any]:
     """Fit one model on ``dataset.train`` (plus seen anomalies) and score it on the test set -> one row.
 
     ``method`` is a method spec (``prn`` or ``prn[use_mf=False]``); ``methods`` are the
@@ -70,7 +75,7 @@ def run_one(method, dataset, data_path, backbone, seed, *, weights, image_size, 
     else:
         model.fit(dataset.train, progress=progress)
     train_seconds = time.perf_counter() - t0  # wall, feature extraction included
-    result = evaluate_model(model, test, progress=progress)
+    result = evaluate_model(model, test, progress=progress, strict=strict)
     speed = throughput_pair(model, load_images(test[:THROUGHPUT_IMAGES], model.preprocess)[0])
     m = result.metrics
     nan = float("nan")
@@ -139,6 +144,7 @@ def run_benchmark(
     command: Optional[str] = None,
     seen_anomalies: int = 0,
     seen_dir: Optional[PathLike] = None,
+    strict: bool = False,
 ) -> List[Dict[str, Any]]:
     """Fit and evaluate every method x category x seed; returns one row dict per run.
 
@@ -149,7 +155,8 @@ def run_benchmark(
     feature extraction; with it on, runs after the first reuse cached features and
     their train_seconds are not comparable (recorded in column ``feature_cache``).
     With ``out_dir``: results.csv, results.json and summary.md are (re)written after
-    every run; an existing results.csv raises FileExistsError unless ``overwrite``.
+    every run; any of those (or seen_anomalies.json) already there raises FileExistsError
+    unless ``overwrite``, and an output folder that cannot be written raises OutputError.
     Everything (methods, parameters, data folders, output) is checked before the
     first model is fitted.
 
@@ -161,6 +168,8 @@ def run_benchmark(
     seen=...)`` and removed from the test set, so every metric is on the reduced test
     set; the names go to column ``seen_files`` and to ``seen_anomalies.json``.
     ``seen_dir``: the user's own annotated defects instead (test set unchanged).
+    ``strict``: a mask whose size differs from its image's is an error (checked for every
+    category before the first run) instead of a warning.
     """
     seeds = [int(s) for s in seeds]
     if not list(methods):
@@ -183,16 +192,22 @@ def run_benchmark(
     if not categories:
         raise ValueError("no data folders given")
     datasets = [(p, load_dataset(p)) for p in categories]
+    if strict:
+        for _, ds in datasets:
+            check_mask_sizes(ds.test, strict=True)  # a mask of the wrong size: fail now, not after a run
     if seen_anomalies:
         for _, ds in datasets:
             for seed in seeds:
                 draw_seen_anomalies(ds, seen_anomalies, seed)  # too few defects with masks: fail now
     out = Path(out_dir) if out_dir is not None else None
-    if out is not None and (out / "results.csv").exists() and not overwrite:
+    existing = [out / name for name in RESULT_FILES if (out / name).exists()] if out is not None else []
+    if existing and not overwrite:
         raise FileExistsError(
-            f"{out / 'results.csv'} already exists; choose another output folder or pass overwrite=True "
+            f"{existing[0]} already exists; choose another output folder or pass overwrite=True "
             "(CLI: --force) to replace it"
         )
+    if out is not None:
+        check_output_dir(out_dir)  # read-only or full: fail before the first run, not after it
     from ..backbones import create_backbone
 
     create_backbone(backbone, weights)  # unknown backbone / bad weights fail now, not after a first run
@@ -210,7 +225,7 @@ def run_benchmark(
                     variant, ds, path, backbone, seed, weights=weights, image_size=image_size, crop_size=crop_size,
                     device=device, batch_size=batch_size, cache_dir=cache_dir, use_cache=use_cache,
                     method_params=method_params, methods=names, progress=progress, env=env,
-                    seen_anomalies=seen_anomalies, seen_dir=seen_dir,
+                    seen_anomalies=seen_anomalies, seen_dir=seen_dir, strict=strict,
                 )
             )
             if out is not None:

@@ -20,6 +20,7 @@ import numpy as np
 import torch
 
 from ..data.batches import load_images, load_masks
+from ..data.mask_size import check_mask_sizes
 from ..data.samples import Sample
 from ..metrics import evaluate
 from ..utils.progress import progress as progress_bar
@@ -81,14 +82,16 @@ def _test_samples(data: Any) -> List[Sample]:
 def _ground_truth(samples: List[Sample], preprocess) -> Optional[List[Optional[np.ndarray]]]:
     """Masks at the model's resolution; None for a defective image without a mask
     (left out of pixel metrics rather than counted as all-normal), or None overall
-    when no image has a mask (then there are no pixel metrics)."""
+    when no image has a mask (then there are no pixel metrics). Mask sizes were
+    checked by ``evaluate_model`` before scoring."""
     if not any(s.mask_path is not None for s in samples):
         return None
-    stack = load_masks(samples, preprocess)[:, 0].numpy().astype(bool)
+    stack = load_masks(samples, preprocess, check_sizes=False)[:, 0].numpy().astype(bool)
     return [None if (s.label == 1 and s.mask_path is None) else stack[i] for i, s in enumerate(samples)]
 
 
-def evaluate_model(model, data: Any, progress: bool = False, warmup: bool = True) -> EvaluationResult:
+def evaluate_model(model, data: Any, progress: bool = False, warmup: bool = True,
+                   strict: bool = False) -> EvaluationResult:
     """Predict every test image and compute the protocol metrics.
 
     ``data``: a data set (its ``.test`` is used) or a list of test Samples.
@@ -99,8 +102,11 @@ def evaluate_model(model, data: Any, progress: bool = False, warmup: bool = True
     so a progress bar can advance, which does not change the batching. With
     ``warmup`` one image is predicted first, untimed, so one-time set-up costs
     (``warmup_seconds`` in ``result.timing``) do not inflate the per-image time.
+    A mask whose size differs from its image's is reported before anything is scored: a
+    MaskSizeWarning, or with ``strict`` a MaskSizeError (data/mask_size.py).
     """
     samples = _test_samples(data)
+    check_mask_sizes(samples, strict)
     batch = max(1, int(getattr(model, "batch_size", 8) or 8))
     chunk = batch * 4
     timing: Dict[str, float] = {}

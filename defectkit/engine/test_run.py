@@ -62,10 +62,12 @@ def unseen_test_set(model, dataset) -> Tuple[List, List[str]]:
 
 
 def run_test(model, test_samples: Sequence, out: Path, title: str, n_examples: int = 6,
-             extra: Dict[str, Any] = None, progress: bool = True) -> TestRun:
-    """Evaluate, then write per_image.csv, metrics.json, overlays and the report into ``out``."""
+             extra: Dict[str, Any] = None, progress: bool = True, strict: bool = False) -> TestRun:
+    """Evaluate, then write per_image.csv, metrics.json, overlays and the report into ``out``.
+
+    ``strict``: a mask whose size differs from its image's is an error, not a warning."""
     out = Path(out)
-    result = evaluate_model(model, test_samples, progress=progress)
+    result = evaluate_model(model, test_samples, progress=progress, strict=strict)
     out.mkdir(parents=True, exist_ok=True)
     csv_path = write_per_image_csv(result, out / "per_image.csv")
     metrics_path = out / "metrics.json"

@@ -29,7 +29,14 @@ from ..data.preprocess import Preprocess
 from ..data.samples import Sample
 from ..features import FeatureExtractor
 from ..utils.device import resolve_device, seed_everything
-from ..utils.model_file import MODEL_FORMAT, MODEL_FORMAT_VERSION, check_format, read_model_file, write_model_file
+from ..utils.model_file import (
+    MODEL_FORMAT,
+    MODEL_FORMAT_VERSION,
+    NotAModelFileError,
+    check_format,
+    read_model_file,
+    write_model_file,
+)
 from .components.bounds import check_strides
 from .registry import method_class
 
@@ -144,8 +151,9 @@ class AnomalyModel:
     # ---- derived set-up (properties, so constructors stay plain) ---------------------------
     @property
     def preprocess(self) -> Preprocess:
-        """Resize/crop of this model's inputs, from ``image_size`` and ``crop_size``."""
-        return Preprocess(self.image_size, self.crop_size)
+        """Resize/crop of this model's inputs, from ``image_size`` and ``crop_size``; image files
+        under MIN_IMAGE_SIDE px on a side are refused."""
+        return Preprocess(self.image_size, self.crop_size, min_input_side=MIN_IMAGE_SIDE)
 
     @property
     def device_(self) -> torch.device:
@@ -252,8 +260,12 @@ class AnomalyModel:
     def load(cls, path: Union[str, Path], device: str = "auto") -> "AnomalyModel":
         """Load any defectkit model file (the method is read from the file); never runs code from it."""
         path = Path(path)
-        if not path.is_file():
+        if path.is_dir():
+            raise IsADirectoryError(f"'{path}' is a folder, not a model file")
+        if not path.exists():
             raise FileNotFoundError(f"model file not found: {path}")
+        if not path.is_file():
+            raise NotAModelFileError(f"'{path}' is not a regular file, so not a model file")
         payload = read_model_file(path)
         check_format(payload, path)
         model_cls = method_class(payload["method"])
