@@ -3,8 +3,11 @@
 Every command maps to a few library calls (``models.factory.build_model``, the engine's
 ``fit_model``, ``run_test``, ``predict_files``, ``run_benchmark``); the CLI only parses
 options, prints, and turns user errors (missing folder, bad layout, unreadable model file,
-unknown method or backbone) into one line ``defectkit: error: ...`` with exit code 2
-instead of a traceback (``--debug`` shows the traceback).
+unknown method or backbone, an output that cannot be written) into one line
+``defectkit: error: ...`` with exit code 2 instead of a traceback (``--debug`` shows the
+traceback). Outputs are checked for writability before any work (utils/output.py), an
+option a command does not take is refused under that command's usage line, and warnings
+and errors are printed off any progress bar's line (utils/progress.py).
 """
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ import argparse
 import datetime as _dt
 import sys
 import time
+import warnings
 from pathlib import Path
 from typing import Any, Dict, Optional, Sequence, Tuple
 
@@ -22,6 +26,10 @@ DEFAULT_BACKBONE = "efficientnet_lite0"
 #: Demo category size: large enough for meaningful metrics, small enough to finish in
 #: well under two minutes on a 2-core CPU.
 DEMO_DATA = {"n_train": 40, "n_test_good": 10, "n_test_defect": 15, "size": 256}
+#: Options the model file fixes: ``test`` and ``predict`` do not take them.
+MODEL_FIXED_OPTIONS = ("--backbone", "--weights", "--image-size", "--crop-size", "--seed", "--param")
+MODEL_FIXED_NOTE = ("the backbone, weights, image size, crop size, seed and method parameters come from the model "
+                    "file (set by `defectkit train`), so {cmd} does not take {opts}")
 
 
 # ------------------------------------------------------------------------------ options
@@ -59,6 +67,12 @@ def _non_negative_int(text: str) -> int:
     if v < 0:
         raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {text!r}")
     return v
+
+
+def _add_strict_option(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--strict", action="store_true",
+                   help="make a ground-truth mask whose size differs from its image's an error (default: a "
+                   "warning naming both files and sizes; the mask is resized to the image)")
 
 
 def _add_seen_options(p: argparse.ArgumentParser, what: str) -> None:
@@ -124,18 +138,20 @@ def build_parser() -> argparse.ArgumentParser:
     _add_seen_options(p, " (--data must be a category; the names are stored in the model for `test`)")
     p.set_defaults(func=cmd_train)
 
+    fixed = "The backbone, weights, image size, crop size, seed and method parameters come from the model file."
     p = sub.add_parser("test", parents=[run_loaded, dbg], help="evaluate a saved model on a labelled category",
                        description="Evaluate a saved model on a category's test split: metrics, per-image CSV, "
-                       "report with overlays.")
+                       "report with overlays.", epilog=fixed)
     p.add_argument("--model", required=True, metavar="MODEL", help="model file written by `defectkit train`")
     p.add_argument("--data", required=True, metavar="DIR", help="MVTec AD or MVTec 3D-AD category folder")
     p.add_argument("--out", metavar="DIR", help="output folder (default runs/test-<model>-<time>)")
     p.add_argument("--examples", type=int, default=6, help="overlay examples in the report (default 6)")
+    _add_strict_option(p)
     p.set_defaults(func=cmd_test)
 
     p = sub.add_parser("predict", parents=[run_loaded, dbg], help="score new images with a saved model",
                        description="Score images (files and/or folders) with a saved model; unreadable files are "
-                       "reported and skipped.")
+                       "reported and skipped.", epilog=fixed)
     p.add_argument("--model", required=True, metavar="MODEL", help="model file written by `defectkit train`")
     p.add_argument("--input", required=True, nargs="+", metavar="PATH", help="image files and/or folders")
     p.add_argument("--out", required=True, metavar="DIR", help="output folder (scores.csv, <name>_overlay.png)")
@@ -153,6 +169,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2], help="seeds (default 0 1 2)")
     p.add_argument("--out", metavar="DIR", help="output folder (default benchmarks/results/<methods>-<backbone>-<date>)")
     p.add_argument("--force", action="store_true", help="replace an existing results.csv in --out")
+    _add_strict_option(p)
     p.add_argument("--cache", action="store_true", help="reuse cached backbone features across runs (faster; "
                    "train_seconds then excludes feature extraction for cached images)")
     _add_seen_options(p, " per category and seed (names in seen_anomalies.json)")
@@ -171,6 +188,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_methods)
 
     _add_synth(sub)
+    parser.set_defaults(_commands=sub.choices)
     return parser
 
 
@@ -218,10 +236,17 @@ def _common_kwargs(args, batch_default: int = 8) -> Dict[str, Any]:
 
 
 def _load_model(args):
-    """The model file, with the runtime options the user gave (batch size, cache) applied."""
-    from .models import load_model
+    """The model file, with the runtime options the user gave (batch size, cache) applied.
 
-    model = load_model(args.model, device=args.device)
+    A path that is not a defectkit model file (a folder, an empty, truncated or random file,
+    another tool's model) is an error that says what the path is and what a model file is."""
+    from .models import load_model
+    from .utils.model_file import MODEL_FILE_DESCRIPTION, NotAModelFileError
+
+    try:
+        model = load_model(args.model, device=args.device)
+    except (FileNotFoundError, IsADirectoryError, NotAModelFileError) as exc:
+        raise type(exc)(f"--model: {_message(exc)}; {MODEL_FILE_DESCRIPTION}") from exc
     overrides: Dict[str, Any] = {}
     if args.batch_size:
         overrides["batch_size"] = args.batch_size
@@ -255,14 +280,13 @@ def _print_test_run(run, model) -> None:
 def cmd_train(args) -> int:
     from .engine.train import fit_model, seen_for_training, training_set
     from .models.factory import build_model
+    from .utils.output import check_output_file
 
-    out = Path(args.out)
-    if out.exists() and not args.force:
-        raise FileExistsError(f"{out} already exists; pass --force to replace it")
+    out = check_output_file(args.out, force=args.force)  # a folder, read-only, existing: fail before training
     model = build_model(args.method, _params(args), **_common_kwargs(args))  # bad method/params: fail before data
-    seen, source = seen_for_training(args.method, args.data, args.seed, args.seen_anomalies, args.seen_dir)
+    seen, source = seen_for_training(model.method, args.data, args.seed, args.seen_anomalies, args.seen_dir)
     items, name = training_set(args.data)
-    print(f"training {args.method} ({args.backbone}, {args.image_size}px"
+    print(f"training {model.method} ({args.backbone}, {args.image_size}px"
           f"{f', crop {args.crop_size}' if args.crop_size else ''}) on {len(items)} normal images of '{name}'"
           + (f" and {len(seen)} seen anomalies ({source})" if seen is not None else ""))
     fit_model(model, items, seen, source)
@@ -276,7 +300,9 @@ def cmd_test(args) -> int:
     from .data import load_dataset
     from .engine.predict import slug
     from .engine.test_run import run_test, unseen_test_set
+    from .utils.output import check_output_dir
 
+    check_output_dir(args.out or "runs")  # a read-only output fails before the evaluation
     model = _load_model(args)
     dataset = load_dataset(args.data)
     out = Path(args.out or Path("runs") / f"test-{slug(Path(args.model).stem)}-{_stamp()}")
@@ -287,7 +313,7 @@ def cmd_test(args) -> int:
     extra: Dict[str, Any] = {"model_file": str(args.model), "data": str(args.data)}
     if notes:
         extra["seen_anomalies_excluded"] = len(dataset.test) - len(test)
-    run = run_test(model, test, out, title, args.examples, extra)
+    run = run_test(model, test, out, title, args.examples, extra, strict=args.strict)
     _print_test_run(run, model)
     print(f"report: {run.report}")
     return 0
@@ -328,7 +354,7 @@ def cmd_benchmark(args) -> int:
         image_size=args.image_size, crop_size=args.crop_size, device=args.device, out_dir=out,
         method_params=_params(args), progress=True, overwrite=args.force, batch_size=args.batch_size or 8,
         cache_dir=args.cache_dir, use_cache=args.cache and not args.no_cache, command=command,
-        seen_anomalies=args.seen_anomalies, seen_dir=args.seen_dir,
+        seen_anomalies=args.seen_anomalies, seen_dir=args.seen_dir, strict=args.strict,
     )
     print(format_table(summarise(rows)))
     print(f"results: {out / 'results.csv'}")
@@ -344,23 +370,25 @@ def cmd_demo(args) -> int:
     from .engine.test_run import run_test
     from .features import default_cache_dir
     from .models.factory import build_model
+    from .utils.output import check_output_dir
 
     start = time.perf_counter()
     out = Path(args.out or Path("runs") / f"demo-{_stamp()}")
     model_path = out / "model.pt"
     if not args.force and (model_path.exists() or (out / "report.html").exists()):
         raise FileExistsError(f"{out} already holds a demo run; pass --force or choose another --out")
+    check_output_dir(out)
     model = build_model(args.method, _params(args), **_common_kwargs(args))
     data_root = Path(args.cache_dir or default_cache_dir()) / "demo_data"
     root = make_demo_dataset(data_root, seed=args.seed, **DEMO_DATA)
     dataset = load_dataset(root)
     print(f"demo data: {root} ({len(dataset.train)} train, {len(dataset.test)} test images, "
           f"defects: {', '.join(dataset.defect_types)})")
-    print(f"training {args.method} ({args.backbone}, {args.image_size}px) ...")
+    print(f"training {model.method} ({args.backbone}, {args.image_size}px) ...")
     model.fit(dataset, progress=True)
     model.save(model_path, overwrite=True)
     print(f"trained in {model.fit_info_.get('train_seconds', float('nan')):.1f} s; model: {model_path}")
-    title = f"defectkit demo: {args.method} on a generated category"
+    title = f"defectkit demo: {model.method} on a generated category"
     run = run_test(model, dataset, out, title, 6, {"data": str(root)})
     _print_test_run(run, model)
     print(f"done in {time.perf_counter() - start:.1f} s")
@@ -402,12 +430,33 @@ def _message(exc: BaseException) -> str:
     return text
 
 
+def _unrecognized(parser: argparse.ArgumentParser, args, extras: Sequence[str]) -> None:
+    """Options a command does not take: an error under that command's usage line (exits 2)."""
+    commands = getattr(args, "_commands", None) or {}
+    command = getattr(args, "command", None)
+    target = commands.get(command, parser) if command else parser
+    message = f"unrecognized arguments: {' '.join(extras)}"
+    fixed = [o for o in MODEL_FIXED_OPTIONS if any(e == o or e.startswith(o + "=") for e in extras)]
+    if command in ("test", "predict") and fixed:
+        message += "; " + MODEL_FIXED_NOTE.format(cmd=f"`defectkit {command}`", opts=", ".join(fixed))
+    target.error(message)
+
+
+def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:
+    """defectkit's own warnings as one ``defectkit: warning: ...`` line, off any progress bar."""
+    from .utils import progress
+
+    progress.write(f"defectkit: warning: {message}", file=file)
+
+
 def main(argv: Optional[Sequence[str]] = None) -> int:
     """Entry point; returns the exit code (0 ok, 2 user error, 130 interrupted)."""
     argv = list(sys.argv[1:] if argv is None else argv)
     parser = build_parser()
     try:
-        args = parser.parse_args(argv)
+        args, extras = parser.parse_known_args(argv)
+        if extras:
+            _unrecognized(parser, args, extras)
     except SystemExit as exc:  # argparse: --help, --version, usage errors
         return int(exc.code or 0) if not isinstance(exc.code, str) else 2
     if not getattr(args, "func", None):
@@ -415,18 +464,41 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         return 2
     args._argv = argv
     debug = bool(getattr(args, "debug", False))
-    try:
-        return int(args.func(args) or 0)
-    except KeyboardInterrupt:
-        if debug:
-            raise
-        print("defectkit: interrupted", file=sys.stderr)
-        return 130
-    except _user_errors() as exc:
-        if debug:
-            raise
-        print(f"defectkit: error: {_message(exc)}", file=sys.stderr)
-        return 2
+    with warnings.catch_warnings():
+        original = warnings.showwarning
+
+        def show(message, category, filename, lineno, file=None, line=None):
+            if getattr(category, "__module__", "").startswith("defectkit."):
+                _show_warning(message, category, filename, lineno, file, line)
+            else:
+                original(message, category, filename, lineno, file, line)
+
+        warnings.showwarning = show
+        from PIL import Image
+
+        # defectkit refuses such images itself, naming the file; Pillow's own warning would only repeat it.
+        warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+        try:
+            return int(args.func(args) or 0)
+        except KeyboardInterrupt:
+            _close_progress()
+            if debug:
+                raise
+            print("defectkit: interrupted", file=sys.stderr)
+            return 130
+        except _user_errors() as exc:
+            _close_progress()
+            if debug:
+                raise
+            print(f"defectkit: error: {_message(exc)}", file=sys.stderr)
+            return 2
+
+
+def _close_progress() -> None:
+    """End any progress bar still on screen, so the next line starts on a line of its own."""
+    from .utils import progress
+
+    progress.close_all()
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -91,6 +91,7 @@ def _open_decoded(path: PathLike) -> Image.Image:
         if p.stat().st_size == 0:
             raise ImageReadError(p, "file is empty (0 bytes)")
         with Image.open(p) as im:
+            _check_pixel_count(p, im)
             try:
                 im.seek(0)
             except (EOFError, AttributeError):
@@ -108,13 +109,26 @@ def _open_decoded(path: PathLike) -> Image.Image:
     except UnidentifiedImageError:
         raise ImageReadError(p, "not a recognised image format (not an image, or its header is cut off)") from None
     except Image.DecompressionBombError as e:
-        raise ImageReadError(p, f"image too large ({e})") from None
+        raise ImageReadError(p, f"image too large, refused as a possible decompression bomb ({e})") from None
     except PermissionError:
         raise ImageReadError(p, "permission denied") from None
     except (OSError, SyntaxError, EOFError, struct.error, zlib.error, ValueError, IndexError) as e:
         # Pillow reports truncated data as OSError("image file is truncated ..."),
         # broken PNG chunks as SyntaxError, bad zlib streams as zlib.error, ...
         raise ImageReadError(p, f"truncated or corrupt image data ({type(e).__name__}: {e})") from None
+
+
+def _check_pixel_count(path: Path, im: Image.Image) -> None:
+    """Refuse, from the header alone, an image with more pixels than Pillow's decompression-bomb
+    limit. Pillow itself only warns between 1x and 2x that limit and would then allocate the
+    whole image; a crafted header claiming 100000x100000 pixels must cost nothing."""
+    limit = Image.MAX_IMAGE_PIXELS
+    w, h = im.size
+    if limit is not None and w * h > limit:
+        raise ImageReadError(
+            path, f"image too large: its header claims {w}x{h} = {w * h} pixels, more than the limit of "
+            f"{limit} (PIL.Image.MAX_IMAGE_PIXELS), refused as a possible decompression bomb"
+        )
 
 
 def _tiff_bit_depth(im: Image.Image) -> Optional[int]:

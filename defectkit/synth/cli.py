@@ -35,6 +35,7 @@ def add_synth_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("-n", type=int, default=16, help="number of examples (default 16)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", default="grid.png", help="output PNG (default grid.png)")
+    p.add_argument("--force", action="store_true", help="replace an existing --out file")
     p.add_argument("--size", type=int, default=256, help="working resolution in px (default 256)")
     p.add_argument("--cell", type=int, default=128, help="preview cell size in px (default 128)")
     p.add_argument("--textures", default=None,
@@ -103,7 +104,9 @@ def run_synth(args) -> int:
     from .preview import preview_grid, save_preview
     from .registry import make_generator
     from .sources import seen_defects_from_dir
+    from ..utils.output import check_output_file
 
+    check_output_file(args.out, force=getattr(args, "force", False))  # before any generation
     data = Path(args.data)
     if not data.is_dir():
         raise SystemExit(f"--data: not a folder: {data}")

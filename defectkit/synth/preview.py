@@ -11,6 +11,7 @@ import io
 import numpy as np
 from PIL import Image
 
+from ..utils.atomic import atomic_write_bytes
 from .io import resize_image, resize_mask
 
 
@@ -52,6 +53,5 @@ def save_preview(grid: Image.Image, path, max_bytes: int | None = 300_000) -> in
         buf = io.BytesIO()
         grid.quantize(256, method=Image.Quantize.MEDIANCUT, dither=Image.Dither.NONE).save(buf, format="PNG", optimize=True)
     data = buf.getvalue()
-    with open(path, "wb") as f:
-        f.write(data)
+    atomic_write_bytes(path, data)
     return len(data)

@@ -26,7 +26,7 @@ import re
 import struct
 import warnings
 from pathlib import Path
-from typing import Any, Dict, List, Mapping, Union
+from typing import Any, Dict, List, Mapping, Optional, Union
 
 import numpy as np
 import safetensors.torch
@@ -176,6 +176,46 @@ def write_model_file(path: PathLike, payload: Mapping[str, Any]) -> Path:
     return atomic_write_bytes(path, data)
 
 
+class ModelFileError(ValueError):
+    """A model file cannot be loaded (newer format, old format that needs code, ...); names the file."""
+
+
+class NotAModelFileError(ModelFileError):
+    """The file is not a (complete) defectkit model file: empty, truncated, corrupt or another tool's."""
+
+
+#: What a defectkit model file is, for messages about a file that is not one.
+MODEL_FILE_DESCRIPTION = (
+    "a defectkit model file is the one file `defectkit train --out` writes: a safetensors file whose "
+    "metadata holds a defectkit header"
+)
+
+
+def foreign_format(data: bytes) -> Optional[str]:
+    """What another tool's file looks like, from its first bytes ("an ONNX model", "a PNG image", ...), or None."""
+    head = data[:16]
+    if head.startswith(b"\x89HDF\r\n\x1a\n"):
+        return "an HDF5 file (e.g. a Keras model)"
+    if head.startswith(b"\x89PNG\r\n\x1a\n"):
+        return "a PNG image"
+    if head.startswith(b"\xff\xd8\xff"):
+        return "a JPEG image"
+    if head.startswith(b"\x93NUMPY"):
+        return "a numpy array file (.npy)"
+    if head.startswith(b"GGUF"):
+        return "a GGUF model"
+    # ONNX: a protobuf ModelProto opens with field 1 (ir_version, a small varint), then
+    # producer_name / graph / opset_import fields.
+    if len(data) > 3 and data[0] == 0x08 and data[1] < 0x80 and data[2] in (0x12, 0x1A, 0x22, 0x2A, 0x3A, 0x42):
+        return "an ONNX model"
+    if head.startswith(b"PK\x03\x04"):
+        return "a zip archive"
+    sample = data[:512]
+    if sample and all(32 <= b < 127 or b in (9, 10, 13) for b in sample):
+        return "a text file"
+    return None
+
+
 class _Corrupt(Exception):
     pass
 
@@ -247,7 +287,7 @@ class _Decoder:
 
 
 def _newer_error(path: PathLike, version: int) -> ValueError:
-    return ValueError(
+    return ModelFileError(
         f"{path} has model format {version}, newer than this defectkit ({__version__}) reads "
         f"({MODEL_FORMAT_VERSION}); upgrade defectkit"
     )
@@ -260,10 +300,10 @@ def check_format(payload: Any, path: PathLike) -> None:
     advice to upgrade rather than loaded half-right.
     """
     if not isinstance(payload, dict) or payload.get("format") != MODEL_FORMAT:
-        raise ValueError(f"{path} is not a defectkit model file")
+        raise NotAModelFileError(f"{path} is not a defectkit model file")
     version = payload.get("format_version")
     if type(version) is not int:
-        raise ValueError(f"{path} is not a defectkit model file (format version {version!r})")
+        raise NotAModelFileError(f"{path} is not a defectkit model file (format version {version!r})")
     if version > MODEL_FORMAT_VERSION:
         raise _newer_error(path, version)
 
@@ -277,7 +317,7 @@ def _torch_reads_pickles_safely() -> bool:
 def _read_old_format(path: Path, data: bytes) -> dict:
     """A ``torch.save`` archive from an older defectkit: only plain data and tensors may load."""
     if not _torch_reads_pickles_safely():
-        raise ValueError(
+        raise ModelFileError(
             f"{path} was written in the old pickle-based format; torch {torch.__version__} cannot read such "
             "files without risking running code, so it was not loaded. Upgrade torch to 2.6 or later, or "
             + _RETRAIN[0].lower()
@@ -291,18 +331,29 @@ def _read_old_format(path: Path, data: bytes) -> dict:
         needs = re.search(r"Unsupported global: GLOBAL (\S+)", str(exc))
         # ``from None``: torch's own message suggests retrying with weights_only=False, the
         # one thing that must not be done with a file that asks for code.
-        raise ValueError(
+        raise ModelFileError(
             f"{path} was written in the old pickle-based format or contains code"
             + (f" (it asks for {needs.group(1)})" if needs else "")
             + "; it was not loaded, for safety. "
             + _RETRAIN
         ) from None
     except Exception as exc:  # noqa: BLE001 - any failure of the old reader means an unusable file
-        raise ValueError(
+        raise NotAModelFileError(
             f"{path} is a model file in the old pickle-based format and is truncated or corrupt ({exc}). " + _RETRAIN
         ) from exc
     check_format(payload, path)
     return payload
+
+
+def _is_torch_archive(data: bytes) -> bool:
+    """A zip written by ``torch.save``: it holds ``<name>/data.pkl``."""
+    import zipfile
+
+    try:
+        with zipfile.ZipFile(io.BytesIO(data)) as archive:
+            return any(n.endswith("data.pkl") for n in archive.namelist())
+    except (zipfile.BadZipFile, OSError, ValueError):
+        return True  # a damaged torch archive: let the old-format reader say it is truncated
 
 
 def read_model_file(path: PathLike) -> dict:
@@ -317,37 +368,42 @@ def read_model_file(path: PathLike) -> dict:
     header_size = struct.unpack("<Q", data[:8])[0] if len(data) >= 8 else 0
     # The safetensors test comes first: its header length can start with any byte, b"\x80" included.
     if not (2 <= header_size <= _SAFETENSORS_HEADER_LIMIT and data[8:9] == b"{"):
-        if data[:4] == b"PK\x03\x04" or data[:1] == b"\x80":  # torch zip archive / legacy torch pickle
-            return _read_old_format(path, data)
+        if (data[:4] == b"PK\x03\x04" and _is_torch_archive(data)) or data[:1] == b"\x80":
+            return _read_old_format(path, data)  # torch zip archive / legacy torch pickle
+        if not data:
+            raise NotAModelFileError(f"{path} is not a defectkit model file: it is empty (0 bytes)")
+        kind = foreign_format(data)
+        if kind is not None:
+            raise NotAModelFileError(f"{path} is not a defectkit model file: it looks like {kind}")
         if len(data) < 9:
-            raise ValueError(f"{path} is not a defectkit model file (only {len(data)} bytes; truncated?)")
-        raise ValueError(f"{path} is not a defectkit model file")
+            raise NotAModelFileError(f"{path} is not a defectkit model file (only {len(data)} bytes; truncated?)")
+        raise NotAModelFileError(f"{path} is not a defectkit model file (unrecognised content)")
     if 8 + header_size > len(data):
-        raise ValueError(f"{path} is a truncated or corrupt model file (its header is cut off)")
+        raise NotAModelFileError(f"{path} is a truncated or corrupt model file (its header is cut off)")
     try:
         tensors = safetensors.torch.load(data)
         header = json.loads(data[8 : 8 + header_size])
     except Exception as exc:  # noqa: BLE001 - safetensors' errors vary by version
-        raise ValueError(f"{path} is a truncated or corrupt model file ({exc})") from exc
+        raise NotAModelFileError(f"{path} is a truncated or corrupt model file ({exc})") from exc
     metadata = header.get("__metadata__") if isinstance(header, dict) else None
     text = metadata.get(METADATA_KEY) if isinstance(metadata, dict) else None
     if not isinstance(text, str):
-        raise ValueError(f"{path} is a safetensors file but not a defectkit model file")
+        raise NotAModelFileError(f"{path} is a safetensors file but not a defectkit model file")
     try:
         document = json.loads(text)
     except (ValueError, RecursionError) as exc:
-        raise ValueError(f"{path} is a truncated or corrupt model file (bad metadata: {exc})") from None
+        raise NotAModelFileError(f"{path} is a truncated or corrupt model file (bad metadata: {exc})") from None
     if not isinstance(document, dict) or document.get("format") != MODEL_FORMAT:
-        raise ValueError(f"{path} is not a defectkit model file")
+        raise NotAModelFileError(f"{path} is not a defectkit model file")
     version = document.get("format_version")
     if type(version) is not int:
-        raise ValueError(f"{path} is a corrupt model file (format version {version!r})")
+        raise NotAModelFileError(f"{path} is a corrupt model file (format version {version!r})")
     if version > MODEL_FORMAT_VERSION:
         raise _newer_error(path, version)
     root = document.get("payload")
     if type(root) is not dict or list(root) != ["dict"]:
-        raise ValueError(f"{path} is a corrupt model file (no payload)")
+        raise NotAModelFileError(f"{path} is a corrupt model file (no payload)")
     try:
         return _Decoder(tensors).decode(root, "")
     except (_Corrupt, RecursionError) as exc:
-        raise ValueError(f"{path} is a corrupt model file ({exc})") from None
+        raise NotAModelFileError(f"{path} is a corrupt model file ({exc})") from None
