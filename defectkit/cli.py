@@ -75,11 +75,11 @@ def _add_strict_option(p: argparse.ArgumentParser) -> None:
                    "warning naming both files and sizes; the mask is resized to the image)")
 
 
-def _add_seen_options(p: argparse.ArgumentParser, what: str) -> None:
+def _add_seen_options(p: argparse.ArgumentParser, what: str, seed_option: str = "--seed") -> None:
     """--seen-anomalies N | --seen-dir DIR: supervised methods (PRN) learn from a few real defects."""
     g = p.add_argument_group("seen anomalies (supervised methods, e.g. prn)").add_mutually_exclusive_group()
     g.add_argument("--seen-anomalies", type=_non_negative_int, default=0, metavar="N",
-                   help=f"train with N defective test images drawn with --seed{what}; they are removed "
+                   help=f"train with N defective test images drawn with {seed_option}{what}; they are removed "
                    "from the test set that is evaluated (default 0)")
     g.add_argument("--seen-dir", metavar="DIR", help="train with your own annotated defects: images with masks "
                    "(<name>_mask.png beside them, in masks/, or MVTec's ground_truth/<type>/)")
@@ -93,7 +93,8 @@ def _debug_parent() -> argparse.ArgumentParser:
     return p
 
 
-def _model_parent() -> argparse.ArgumentParser:
+def _model_parent(seed: bool = True) -> argparse.ArgumentParser:
+    """Options that define a model; ``benchmark`` takes --seeds (several) instead of --seed."""
     p = argparse.ArgumentParser(add_help=False)
     g = p.add_argument_group("model options")
     g.add_argument("--backbone", default=DEFAULT_BACKBONE, help=f"feature backbone (default {DEFAULT_BACKBONE}); "
@@ -101,7 +102,8 @@ def _model_parent() -> argparse.ArgumentParser:
     g.add_argument("--weights", metavar="PATH", help="backbone weights file (default: the packaged ImageNet weights)")
     g.add_argument("--image-size", type=_positive_int, default=256, help="resize images to this square size (default 256)")
     g.add_argument("--crop-size", type=_positive_int, default=None, help="center crop after resizing (default: none)")
-    g.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    if seed:
+        g.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     g.add_argument("--param", type=parse_param, action="append", metavar="KEY=VALUE",
                    help="method parameter, repeatable (e.g. --param coreset_ratio=0.05)")
     return p
@@ -159,7 +161,7 @@ def build_parser() -> argparse.ArgumentParser:
                    "(default: the threshold stored in the model, if any)")
     p.set_defaults(func=cmd_predict)
 
-    p = sub.add_parser("benchmark", parents=[model, run_train, dbg], help="methods x categories x seeds, with a summary",
+    p = sub.add_parser("benchmark", parents=[_model_parent(seed=False), run_train, dbg], help="methods x categories x seeds, with a summary",
                        description="Fit and evaluate every method on every category with every seed; writes "
                        "results.csv, results.json and summary.md.")
     p.add_argument("--methods", nargs="+", default=["patchcore"], metavar="SPEC",
@@ -172,7 +174,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_strict_option(p)
     p.add_argument("--cache", action="store_true", help="reuse cached backbone features across runs (faster; "
                    "train_seconds then excludes feature extraction for cached images)")
-    _add_seen_options(p, " per category and seed (names in seen_anomalies.json)")
+    _add_seen_options(p, " per category and seed (names in seen_anomalies.json)", "--seeds")
     p.set_defaults(func=cmd_benchmark)
 
     p = sub.add_parser("demo", parents=[model, run_train, dbg], help="train and test on a generated category (no download)",
