@@ -13,6 +13,7 @@ and errors are printed off any progress bar's line (utils/progress.py).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import datetime as _dt
 import sys
 import time
@@ -161,7 +162,8 @@ def build_parser() -> argparse.ArgumentParser:
                    "(default: the threshold stored in the model, if any)")
     p.set_defaults(func=cmd_predict)
 
-    p = sub.add_parser("benchmark", parents=[_model_parent(seed=False), run_train, dbg], help="methods x categories x seeds, with a summary",
+    p = sub.add_parser("benchmark", parents=[_model_parent(seed=False), run_train, dbg],
+                       help="methods x categories x seeds, with a summary",
                        description="Fit and evaluate every method on every category with every seed; writes "
                        "results.csv, results.json and summary.md.")
     p.add_argument("--methods", nargs="+", default=["patchcore"], metavar="SPEC",
@@ -444,11 +446,27 @@ def _unrecognized(parser: argparse.ArgumentParser, args, extras: Sequence[str]) 
     target.error(message)
 
 
-def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:
-    """defectkit's own warnings as one ``defectkit: warning: ...`` line, off any progress bar."""
+@contextlib.contextmanager
+def _warnings_on_their_own_line():
+    """defectkit's own warnings (e.g. a mask of the wrong size) as one ``defectkit: warning: ...``
+    line, printed off any progress bar; other libraries' warnings as usual."""
+    from PIL import Image
+
     from .utils import progress
 
-    progress.write(f"defectkit: warning: {message}", file=file)
+    with warnings.catch_warnings():
+        original = warnings.showwarning
+
+        def show(message, category, filename, lineno, file=None, line=None):
+            if getattr(category, "__module__", "").startswith("defectkit."):
+                progress.write(f"defectkit: warning: {message}", file=file)
+            else:
+                original(message, category, filename, lineno, file, line)
+
+        warnings.showwarning = show
+        # defectkit refuses such images itself, naming the file; Pillow's own warning would only repeat it.
+        warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+        yield
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
@@ -466,20 +484,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         return 2
     args._argv = argv
     debug = bool(getattr(args, "debug", False))
-    with warnings.catch_warnings():
-        original = warnings.showwarning
-
-        def show(message, category, filename, lineno, file=None, line=None):
-            if getattr(category, "__module__", "").startswith("defectkit."):
-                _show_warning(message, category, filename, lineno, file, line)
-            else:
-                original(message, category, filename, lineno, file, line)
-
-        warnings.showwarning = show
-        from PIL import Image
-
-        # defectkit refuses such images itself, naming the file; Pillow's own warning would only repeat it.
-        warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+    with _warnings_on_their_own_line():
         try:
             return int(args.func(args) or 0)
         except KeyboardInterrupt:

@@ -50,7 +50,8 @@ def test_help_lists_exactly_the_options(cli, command, monkeypatch):
 
 @pytest.mark.parametrize("command", ["test", "predict"])
 def test_model_fixed_options_are_refused_under_the_commands_usage(cli, command, tmp_path):
-    required = {"test": ["--model", "m.pt", "--data", "d"], "predict": ["--model", "m.pt", "--input", "x", "--out", "o"]}
+    required = {"test": ["--model", "m.pt", "--data", "d"],
+                "predict": ["--model", "m.pt", "--input", "x", "--out", "o"]}
     for option in MODEL_FIXED_OPTIONS:
         result = cli(command, *required[command], option, "1")
         assert result.code == 2

@@ -36,7 +36,7 @@ from ...synth.batch import synthesise
 from ...synth.validation import masked_anomalies
 from ...utils.progress import progress as progress_bar
 from ..base import AnomalyModel
-from ..components.bounds import check_bounds, check_patch_size
+from ..components.bounds import check_bounds
 from ..components.training import check_loop_params, train_epochs
 from ..components.validation import subsample, validation_scores
 from ..registry import register_method

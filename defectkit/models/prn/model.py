@@ -39,7 +39,7 @@ from ...synth.textures import resolve_textures
 from ...synth.validation import builtin_anomalies
 from ...utils.images import to_uint8
 from ..base import AnomalyModel
-from ..components.bounds import check_bounds, check_patch_size
+from ..components.bounds import check_bounds
 from ..components.training import check_loop_params, train_epochs
 from ..components.validation import subsample, validation_scores
 from ..registry import register_method
