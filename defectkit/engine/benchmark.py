@@ -49,7 +49,8 @@ def _seen_and_test(dataset, seed: int, seen_anomalies: int, seen_dir: Optional[P
 
 def run_one(method, dataset, data_path, backbone, seed, *, weights, image_size, crop_size, device, batch_size,
             cache_dir, use_cache, method_params, methods, progress, env, seen_anomalies: int = 0,
-            seen_dir: Optional[PathLike] = None) -> Dict[str, Any]:
+            seen_dir: Optional[PathLike] = None, resize: str = "square", tile_size: Optional[int] = None,
+            tile_overlap: int = 32) -> Dict[str, Any]:
     """Fit one model on ``dataset.train`` (plus seen anomalies) and score it on the test set -> one row.
 
     ``method`` is a method spec (``prn`` or ``prn[use_mf=False]``); ``methods`` are the
@@ -63,7 +64,8 @@ def run_one(method, dataset, data_path, backbone, seed, *, weights, image_size, 
         check_seen_supported(name, "--seen-dir" if seen_dir is not None else "--seen-anomalies")
     model = build_model(
         name, params, backbone=backbone, weights=weights, image_size=image_size, crop_size=crop_size, device=device,
-        seed=seed, batch_size=batch_size, cache_dir=cache_dir, use_cache=use_cache,
+        seed=seed, batch_size=batch_size, cache_dir=cache_dir, use_cache=use_cache, resize=resize,
+        tile_size=tile_size, tile_overlap=tile_overlap,
     )
     t0 = time.perf_counter()
     if seen is not None:
@@ -72,7 +74,10 @@ def run_one(method, dataset, data_path, backbone, seed, *, weights, image_size, 
         model.fit(dataset.train, progress=progress)
     train_seconds = time.perf_counter() - t0  # wall, feature extraction included
     result = evaluate_model(model, test, progress=progress)
-    speed = throughput_pair(model, load_images(test[:THROUGHPUT_IMAGES], model.preprocess)[0])
+    if tile_size is None:
+        speed = throughput_pair(model, load_images(test[:THROUGHPUT_IMAGES], model.preprocess)[0])
+    else:  # a tiled model's cost depends on each image's size; infer_ms_per_image is the measure
+        speed = {"model_img_s": float("nan"), "backbone_img_s": float("nan")}
     m = result.metrics
     nan = float("nan")
     row: Dict[str, Any] = {
@@ -90,6 +95,10 @@ def run_one(method, dataset, data_path, backbone, seed, *, weights, image_size, 
         "peak_rss_mb": peak_rss_mb(),
         "variant": variant,
         "crop_size": "" if crop_size is None else int(crop_size),
+        "resize": resize,
+        "tile_size": "" if tile_size is None else int(tile_size),
+        "tile_overlap": "" if tile_size is None else int(tile_overlap),
+        "layout": str(getattr(dataset, "layout", "")),
         "eval_resolution": result.resolution,
         "image_f1_max": m.get("image_f1_max", nan),
         "image_f1_threshold": m.get("image_f1_threshold", nan),
@@ -106,6 +115,7 @@ def run_one(method, dataset, data_path, backbone, seed, *, weights, image_size, 
         "seen_anomalies": len(seen or []),
         "seen_files": json.dumps(seen_file_names(seen or [])),
         "seen_dir": "" if seen_dir is None else str(seen_dir),
+        "group_metrics": json.dumps(result.group_metrics, sort_keys=True) if result.group_metrics else "",
         "batch_size": int(batch_size),
         "device": str(model.device_),
         "feature_cache": bool(use_cache),
@@ -140,6 +150,10 @@ def run_benchmark(
     command: Optional[str] = None,
     seen_anomalies: int = 0,
     seen_dir: Optional[PathLike] = None,
+    layout: Optional[str] = None,
+    resize: str = "square",
+    tile_size: Optional[int] = None,
+    tile_overlap: int = 32,
 ) -> List[Dict[str, Any]]:
     """Fit and evaluate every method x category x seed; returns one row dict per run.
 
@@ -162,6 +176,11 @@ def run_benchmark(
     seen=...)`` and removed from the test set, so every metric is on the reduced test
     set; the names go to column ``seen_files`` and to ``seen_anomalies.json``.
     ``seen_dir``: the user's own annotated defects instead (test set unchanged).
+
+    ``data_paths`` may be roots holding several categories of any layout (``layout``
+    forces one): each category is run, and summaries add the mean over categories.
+    ``resize``, ``tile_size`` and ``tile_overlap`` are the models' preprocessing
+    (``--resize``, ``--tile``, ``--tile-overlap``), recorded in every row.
     """
     seeds = [int(s) for s in seeds]
     if not list(methods):
@@ -180,10 +199,16 @@ def run_benchmark(
             check_seen_supported(name, "--seen-dir" if seen_dir is not None else "--seen-anomalies")
     if seen_dir is not None:
         seen_from_folder(seen_dir)  # layout errors now, not after a first run
-    categories = resolve_categories(data_paths)
+    categories = resolve_categories(data_paths, layout=layout)
     if not categories:
         raise ValueError("no data folders given")
-    datasets = [(p, load_dataset(p)) for p in categories]
+    datasets = [(p, load_dataset(p, layout=layout)) for p in categories]
+    names_seen: Dict[str, Path] = {}
+    for p, ds in datasets:
+        if ds.name in names_seen:
+            raise ValueError(f"two categories are both named {ds.name!r} ('{names_seen[ds.name]}' and '{p}'); "
+                             "results are keyed by category name, so run them in separate benchmarks")
+        names_seen[ds.name] = p
     if seen_anomalies:
         for _, ds in datasets:
             for seed in seeds:
@@ -199,7 +224,8 @@ def run_benchmark(
     create_backbone(backbone, weights)  # unknown backbone / bad weights fail now, not after a first run
     for _, name, params in variants:  # parameter values checked now, not after a first run
         build_model(name, params, backbone=backbone, weights=weights, image_size=image_size, crop_size=crop_size,
-                    device=device, batch_size=batch_size, cache_dir=cache_dir, use_cache=use_cache)
+                    device=device, batch_size=batch_size, cache_dir=cache_dir, use_cache=use_cache, resize=resize,
+                    tile_size=tile_size, tile_overlap=tile_overlap)
     env = environment_info(device)
     rows: List[Dict[str, Any]] = []
     runs = [(v, p, ds, s) for v, _, _ in variants for p, ds in datasets for s in seeds]
@@ -211,7 +237,8 @@ def run_benchmark(
                 variant, ds, path, backbone, seed, weights=weights, image_size=image_size, crop_size=crop_size,
                 device=device, batch_size=batch_size, cache_dir=cache_dir, use_cache=use_cache,
                 method_params=method_params, methods=names, progress=progress, env=env,
-                seen_anomalies=seen_anomalies, seen_dir=seen_dir,
+                seen_anomalies=seen_anomalies, seen_dir=seen_dir, resize=resize, tile_size=tile_size,
+                tile_overlap=tile_overlap,
             )
         )
         if out is not None:

@@ -15,8 +15,7 @@ from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
-from ..data import load_images
-from ..viz.overlay import save_overlay, to_uint8_rgb
+from ..viz.overlay import display_images, save_overlay
 
 #: Files read per step (bounds memory on large folders).
 PREDICT_CHUNK = 32
@@ -85,9 +84,11 @@ def predict_files(model, files: Sequence[Path], out: Path, threshold: Optional[f
     maps: List[np.ndarray] = []
     skipped: List[Tuple[Path, str]] = []
     bar = tqdm(total=len(files), desc="predict", unit="file", leave=False, disable=not progress)
-    for start in range(0, len(files), PREDICT_CHUNK):
-        chunk = list(files[start : start + PREDICT_CHUNK])
-        batch, ok, errors = load_images(chunk, model.preprocess, on_error="skip")
+    # A tiled model scores one full-resolution image at a time (images may differ in size).
+    step = 1 if getattr(model, "tiling_", None) is not None else PREDICT_CHUNK
+    for start in range(0, len(files), step):
+        chunk = list(files[start : start + step])
+        batch, ok, errors = model.load_inputs(chunk, on_error="skip")
         for path, reason in errors:
             skipped.append((Path(path), reason))
             if on_skip is not None:
@@ -97,7 +98,7 @@ def predict_files(model, files: Sequence[Path], out: Path, threshold: Optional[f
             kept.extend(Path(p) for p in ok)
             scores.extend(float(x) for x in s)
             maps.extend(np.asarray(m, dtype=np.float32))
-            rgbs.extend(to_uint8_rgb(t) for t in batch)
+            rgbs.extend(display_images(batch))
         bar.update(len(chunk))
     bar.close()
     if not kept:

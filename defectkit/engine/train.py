@@ -18,15 +18,18 @@ from ..models.factory import check_seen_supported
 PathLike = Union[str, Path]
 
 
-def training_set(path: PathLike) -> Tuple[list, str]:
-    """(normal training items, name) from a category folder or a plain folder of images."""
+def training_set(path: PathLike, layout: Optional[str] = None) -> Tuple[list, str]:
+    """(normal training items, name) from a category folder (of any layout, or of ``layout``)
+    or a plain folder of images."""
     p = Path(path)
     if not p.exists():
         raise FileNotFoundError(f"data folder not found: '{p}'")
     try:
-        ds = load_dataset(p)
+        ds = load_dataset(p, layout=layout)
         return ds.train, ds.name
     except DatasetLayoutError as exc:
+        if layout is not None:
+            raise
         images = list_images(p) if p.is_dir() else []
         if images:
             return images, p.name
@@ -34,7 +37,7 @@ def training_set(path: PathLike) -> Tuple[list, str]:
 
 
 def seen_for_training(method: str, data: PathLike, seed: int, seen_anomalies: int = 0,
-                      seen_dir: Optional[PathLike] = None) -> Tuple[Optional[list], str]:
+                      seen_dir: Optional[PathLike] = None, layout: Optional[str] = None) -> Tuple[Optional[list], str]:
     """(seen anomalies or None, where they came from) for a supervised fit."""
     if seen_dir:
         check_seen_supported(method, "--seen-dir")
@@ -43,7 +46,7 @@ def seen_for_training(method: str, data: PathLike, seed: int, seen_anomalies: in
         return None, ""
     check_seen_supported(method, "--seen-anomalies")
     try:
-        dataset = load_dataset(data)
+        dataset = load_dataset(data, layout=layout)
     except DatasetLayoutError as exc:
         raise DatasetLayoutError(f"--seen-anomalies draws from a category's test set, but {exc}") from None
     seen, _ = draw_seen_anomalies(dataset, seen_anomalies, seed)
