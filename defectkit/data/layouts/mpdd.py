@@ -9,7 +9,7 @@ Layout (as MVTec AD)::
 MPDD's six categories are bracket_black, bracket_brown, bracket_white, connector,
 metal_plate and tubes. Its folders are indistinguishable from MVTec AD's, so a folder is
 detected as MPDD when it has that structure and either one of those names or a parent
-folder whose name contains "mpdd" (any case); ``--layout mpdd`` opens any such folder.
+folder (the data set root) whose name contains "mpdd" (any case); ``--layout mpdd`` opens any such folder.
 The reader is MVTec AD's: the two differ only in the name results carry.
 """
 
@@ -34,7 +34,7 @@ def is_mpdd_category(path: Path) -> bool:
     p = Path(os.path.abspath(path))
     if not is_mvtec_category(p):
         return False
-    return p.name in CATEGORIES or any("mpdd" in a.name.lower() for a in p.parents)
+    return p.name in CATEGORIES or "mpdd" in p.parent.name.lower()
 
 
 def open_mpdd(path: Path, strict: bool = True) -> MPDDCategory:
