@@ -13,7 +13,7 @@ For each it reports whether the defect's region holds the highest value of the d
 frame's map (for the resized model the region is every map pixel whose footprint touches
 the defect, the most lenient reading), the ratio of the highest value inside the region to
 the highest outside it, and whether the defect frame gets the highest image score. Fit and
-prediction each run in a fresh process, so their peak resident memory (``ru_maxrss``) is
+prediction each run in a fresh process, so their peak resident memory (VmHWM) is
 their own; prediction of the tiled model is also measured on a frame of twice the side,
 to show that memory follows the frame, not the number of tiles.
 
@@ -85,6 +85,14 @@ def make_data(work: Path, size: int, n_train: int, diameter: int, seed: int) -> 
 
 
 def _peak_mb() -> float:
+    """Peak resident memory of this process (VmHWM). Unlike ru_maxrss, which Linux carries
+    over from the parent across exec, it starts afresh in a spawned process."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024.0
+    except OSError:
+        pass
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
 
 
@@ -223,7 +231,8 @@ def main(argv=None) -> int:
         "",
         "The resized model's defect region is every map pixel whose footprint touches the defect "
         f"({r['region_pixels']} px of its {r['map_shape'][0]} x {r['map_shape'][1]} map). Fit and prediction each ran "
-        "in a fresh process; peak RSS is that process's ru_maxrss (Python, torch and the backbone included).",
+        "in a fresh process; peak RSS is that process's peak resident memory (VmHWM; Python, torch and the backbone "
+        "included).",
         "",
         f"- tiles: {t['fit_info'].get('tiles')}",
         f"- machine: {env.get('machine', '')}; torch threads {a.threads}; shared with other jobs while it ran, "

@@ -339,7 +339,7 @@ def cmd_test(args) -> int:
     extra: Dict[str, Any] = {"model_file": str(args.model), "data": str(args.data)}
     if notes:
         extra["seen_anomalies_excluded"] = len(dataset.test) - len(test)
-    run = run_test(model, test, out, title, args.examples, extra)
+    run = run_test(model, test, out, title, args.examples, extra, groups=getattr(dataset, "defect_groups", None))
     _print_test_run(run, model)
     print(f"report: {run.report}")
     return 0

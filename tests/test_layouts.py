@@ -146,3 +146,24 @@ def test_forced_layout_errors_name_the_expected_structure(tmp_path):
     with pytest.raises(DatasetLayoutError, match="split_csv"):
         open_dataset(cat, layout="visa")
     assert find_categories(cat, layout="btad") == [cat]
+
+
+def test_loco_logical_and_structural_are_scored_apart(tmp_path, capsys):
+    import json
+
+    import torch
+
+    from defectkit.cli import main
+
+    torch.set_num_threads(1)
+    cat = mini.build_loco(tmp_path / "loco")
+    model = tmp_path / "loco.pt"
+    small = ["--image-size", "32", "--no-cache", "--device", "cpu"]
+    assert main(["train", "--data", str(cat), "--out", str(model), "--resize", "keep"] + small) == 0
+    assert main(["test", "--model", str(model), "--data", str(cat), "--out", str(tmp_path / "run"), "--no-cache"]) == 0
+    out = capsys.readouterr().out
+    assert "logical anomalies only (1 defective + the good images)" in out
+    assert "structural anomalies only (1 defective + the good images)" in out
+    metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    assert set(metrics["groups"]) == {"logical", "structural"}
+    assert {"image_auroc", "pixel_auroc", "aupro"} <= set(metrics["groups"]["logical"])

@@ -73,7 +73,7 @@ def run_one(method, dataset, data_path, backbone, seed, *, weights, image_size, 
     else:
         model.fit(dataset.train, progress=progress)
     train_seconds = time.perf_counter() - t0  # wall, feature extraction included
-    result = evaluate_model(model, test, progress=progress)
+    result = evaluate_model(model, test, progress=progress, groups=getattr(dataset, "defect_groups", None))
     if tile_size is None:
         speed = throughput_pair(model, load_images(test[:THROUGHPUT_IMAGES], model.preprocess)[0])
     else:  # a tiled model's cost depends on each image's size; infer_ms_per_image is the measure

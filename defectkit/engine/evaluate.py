@@ -136,7 +136,8 @@ def _pad_masks(masks: List[Optional[np.ndarray]], shape) -> List[Optional[np.nda
     return out
 
 
-def evaluate_model(model, data: Any, progress: bool = False, warmup: bool = True) -> EvaluationResult:
+def evaluate_model(model, data: Any, progress: bool = False, warmup: bool = True,
+                   groups: Optional[Dict[str, Any]] = None) -> EvaluationResult:
     """Predict every test image and compute the protocol metrics.
 
     ``data``: a data set (its ``.test`` is used) or a list of test Samples.
@@ -151,9 +152,9 @@ def evaluate_model(model, data: Any, progress: bool = False, warmup: bool = True
     Padding added by ``resize="keep"`` is left out of the pixel metrics (``result.valid``).
     A tiled model is scored one image at a time at the images' own resolution (its
     ``resolution`` is "native"); cutting and resizing the windows counts as inference.
-    When the data set names groups of defect types (MVTec LOCO AD: logical and
-    structural), ``result.group_metrics`` holds the metrics of the good images plus
-    each group alone.
+    When the data set names groups of defect types (``groups``, else ``data.defect_groups``;
+    MVTec LOCO AD: logical and structural), ``result.group_metrics`` holds the metrics of
+    the good images plus each group alone.
     """
     samples = _test_samples(data)
     tiled = getattr(model, "tiling_", None) is not None
@@ -198,7 +199,9 @@ def evaluate_model(model, data: Any, progress: bool = False, warmup: bool = True
         masks = _pad_masks(masks, maps_arr.shape[1:])
         metrics = evaluate(labels, scores_arr, masks, maps_arr, valid=valid_arr)
         mask_stack = np.stack([m if m is not None else np.zeros(maps_arr.shape[1:], bool) for m in masks])
-    group_metrics = _group_metrics(data, samples, labels, scores_arr, masks, maps_arr, valid_arr)
+    if groups is None:
+        groups = getattr(data, "defect_groups", None)
+    group_metrics = _group_metrics(groups, samples, labels, scores_arr, masks, maps_arr, valid_arr)
     thr = metrics["image_f1_threshold"]
     rows = [
         {
@@ -226,9 +229,9 @@ def evaluate_model(model, data: Any, progress: bool = False, warmup: bool = True
     )
 
 
-def _group_metrics(data, samples, labels, scores, masks, maps, valid) -> Dict[str, Dict[str, float]]:
-    """Metrics of good images + each named group of defect types (``data.defect_groups``)."""
-    groups = getattr(data, "defect_groups", None) or {}
+def _group_metrics(groups, samples, labels, scores, masks, maps, valid) -> Dict[str, Dict[str, float]]:
+    """Metrics of good images + each named group of defect types ({name: defect types})."""
+    groups = groups or {}
     out: Dict[str, Dict[str, float]] = {}
     for name, types in groups.items():
         idx = [i for i, s in enumerate(samples) if s.label == 0 or s.defect_type in types]

@@ -62,10 +62,11 @@ def unseen_test_set(model, dataset) -> Tuple[List, List[str]]:
 
 
 def run_test(model, test_samples: Sequence, out: Path, title: str, n_examples: int = 6,
-             extra: Dict[str, Any] = None, progress: bool = True) -> TestRun:
-    """Evaluate, then write per_image.csv, metrics.json, overlays and the report into ``out``."""
+             extra: Dict[str, Any] = None, progress: bool = True, groups: Dict[str, Any] = None) -> TestRun:
+    """Evaluate, then write per_image.csv, metrics.json, overlays and the report into ``out``.
+    ``groups``: named groups of defect types to score apart (a dataset's ``defect_groups``)."""
     out = Path(out)
-    result = evaluate_model(model, test_samples, progress=progress)
+    result = evaluate_model(model, test_samples, progress=progress, groups=groups)
     out.mkdir(parents=True, exist_ok=True)
     csv_path = write_per_image_csv(result, out / "per_image.csv")
     metrics_path = out / "metrics.json"
