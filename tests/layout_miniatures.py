@@ -54,7 +54,7 @@ def build_visa(root: Path, category: str = "candle") -> Path:
         rows.append(f"{category},test,anomaly,{rel},{mrel}")
         anno.append(f"{rel},\"{label}\",{mrel}")
     # another object's rows in the same split file must be ignored
-    rows.append(f"capsules,train,normal,capsules/Data/Images/Normal/0000.JPG,")
+    rows.append("capsules,train,normal,capsules/Data/Images/Normal/0000.JPG,")
     (root / "split_csv").mkdir(parents=True, exist_ok=True)
     (root / "split_csv" / "1cls.csv").write_text("\n".join(rows) + "\n")
     (cat / "image_anno.csv").write_text("\n".join(anno) + "\n")

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Callable, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple, Union
 
 from .images import IMAGE_EXTENSIONS, PathLike, is_image_file, list_images
-from .mvtec import GOOD, MVTecCategory, is_mvtec_category
+from .mvtec import GOOD, MVTecCategory, is_mvtec_category  # noqa: F401 (re-exported)
 from .samples import DatasetLayoutError, Sample
 
 MaskDirSpec = Union[None, PathLike, Mapping[str, PathLike], Callable[[Path], Optional[PathLike]]]

@@ -26,7 +26,7 @@ from tqdm.auto import tqdm
 from .. import __version__
 from ..backbones import Backbone, create_backbone
 from ..data.batches import ImageBatch, NativeBatch, load_batch, load_native
-from ..data.preprocess import RESIZE_MODES, Box, Preprocess
+from ..data.preprocess import Box, Preprocess
 from ..data.samples import Sample
 from ..data.splits import split_validation
 from ..data.tiling import Stitcher, Tiling
@@ -350,7 +350,6 @@ class AnomalyModel:
             if pending:
                 flush()
             full = torch.from_numpy(stitcher.result())
-            del stitcher
             scores.append(float(self.map_image_scores(full[None, None], torch.ones((1, height, width), dtype=torch.bool))[0]))
             maps.append(full.numpy())
         if not maps:

@@ -78,7 +78,7 @@ def open_visa(path: Path, strict: bool = True) -> Category:
         rows = [r for r in reader if (r["object"] or "").strip() == cat.name]
     if not rows:
         raise DatasetLayoutError(f"{csv_path} has no rows for object '{cat.name}'")
-    for n, r in enumerate(rows, 2):
+    for r in rows:
         split, label = r["split"].strip().lower(), r["label"].strip().lower()
         image = root / r["image"].strip()
         if split not in ("train", "test") or label not in ("normal", "anomaly"):
