@@ -86,6 +86,11 @@ def _add_seen_options(p: argparse.ArgumentParser, what: str, seed_option: str = 
                    "(<name>_mask.png beside them, in masks/, or MVTec's ground_truth/<type>/)")
 
 
+def _add_layout_option(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--layout", metavar="NAME", default=None,
+                   help="open the data as this layout instead of detecting it (see `defectkit data layouts`)")
+
+
 def _debug_parent() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(add_help=False)
     # SUPPRESS: a subcommand's default must not reset a --debug given before it.
@@ -103,6 +108,14 @@ def _model_parent(seed: bool = True) -> argparse.ArgumentParser:
     g.add_argument("--weights", metavar="PATH", help="backbone weights file (default: the packaged ImageNet weights)")
     g.add_argument("--image-size", type=_positive_int, default=256, help="resize images to this square size (default 256)")
     g.add_argument("--crop-size", type=_positive_int, default=None, help="center crop after resizing (default: none)")
+    g.add_argument("--resize", choices=("square", "keep"), default="square",
+                   help="square: stretch to --image-size squared (default, the benchmark protocol); keep: scale the "
+                   "long side to --image-size and pad, keeping the aspect ratio (padding never scores)")
+    g.add_argument("--tile", type=_positive_int, default=None, metavar="SIZE",
+                   help="train and predict on SIZE x SIZE tiles at native resolution, maps stitched back "
+                   "(for large images with small defects; use --image-size SIZE to keep native pixels)")
+    g.add_argument("--tile-overlap", type=_non_negative_int, default=32, metavar="PX",
+                   help="pixels shared by neighbouring tiles, blended in the stitched map (default 32)")
     if seed:
         g.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     g.add_argument("--param", type=parse_param, action="append", metavar="KEY=VALUE",
@@ -138,6 +151,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data", required=True, metavar="DIR", help="category folder or folder of normal images")
     p.add_argument("--out", required=True, metavar="MODEL", help="model file to write (e.g. model.pt)")
     p.add_argument("--force", action="store_true", help="replace an existing model file")
+    _add_layout_option(p)
     _add_seen_options(p, " (--data must be a category; the names are stored in the model for `test`)")
     p.set_defaults(func=cmd_train)
 
@@ -150,6 +164,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", metavar="DIR", help="output folder (default runs/test-<model>-<time>)")
     p.add_argument("--examples", type=int, default=6, help="overlay examples in the report (default 6)")
     _add_strict_option(p)
+    _add_layout_option(p)
     p.set_defaults(func=cmd_test)
 
     p = sub.add_parser("predict", parents=[run_loaded, dbg], help="score new images with a saved model",
@@ -169,13 +184,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--methods", nargs="+", default=["patchcore"], metavar="SPEC",
                    help="method names, or variants NAME[key=value,...] whose values override --param for that "
                    "run, e.g. 'prn[use_mf=False]' (quote them for the shell; default patchcore)")
-    p.add_argument("--data", nargs="+", required=True, metavar="DIR", help="category folders (or a root holding them)")
+    p.add_argument("--data", nargs="+", required=True, metavar="DIR",
+                   help="category folders, or roots holding several (each category is reported, then the mean)")
     p.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2], help="seeds (default 0 1 2)")
     p.add_argument("--out", metavar="DIR", help="output folder (default benchmarks/results/<methods>-<backbone>-<date>)")
     p.add_argument("--force", action="store_true", help="replace an existing results.csv in --out")
     _add_strict_option(p)
     p.add_argument("--cache", action="store_true", help="reuse cached backbone features across runs (faster; "
                    "train_seconds then excludes feature extraction for cached images)")
+    _add_layout_option(p)
     _add_seen_options(p, " per category and seed (names in seen_anomalies.json)", "--seeds")
     p.set_defaults(func=cmd_benchmark)
 
@@ -185,6 +202,24 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", metavar="DIR", help="output folder (default runs/demo-<time>)")
     p.add_argument("--force", action="store_true", help="replace an existing report/model in --out")
     p.set_defaults(func=cmd_demo)
+
+    p = sub.add_parser("data", parents=[dbg], help="check a data folder; list the data layouts",
+                       description="Inspect data before training: `data check DIR` reports the detected layout, "
+                       "counts, sizes and every problem; `data layouts` lists the layouts defectkit reads.")
+    data_sub = p.add_subparsers(dest="data_command", metavar="SUBCOMMAND")
+    c = data_sub.add_parser("check", parents=[dbg], help="layout, counts, sizes and problems of one category folder",
+                            description="Open DIR as its layout (detected, or --layout) and check every image and "
+                            "mask: counts per split and defect type, image sizes and modes, missing or mis-sized "
+                            "masks, unreadable files, and duplicates between train and test (by content hash). "
+                            "Exit code 0 when no problem is found, 1 otherwise.")
+    c.add_argument("dir", metavar="DIR", help="one category folder (e.g. mvtec_ad/bottle, VisA/candle, DAGM/Class1)")
+    _add_layout_option(c)
+    c.add_argument("--json", action="store_true", help="print the report as JSON (every problem listed)")
+    c.set_defaults(func=cmd_data_check)
+    c = data_sub.add_parser("layouts", parents=[dbg], help="list the data layouts and their structure")
+    c.set_defaults(func=cmd_data_layouts)
+    data_parser = p
+    p.set_defaults(func=lambda args: (data_parser.print_help(), 2)[1])
 
     p = sub.add_parser("backbones", parents=[dbg], help="list the available backbones")
     p.set_defaults(func=cmd_backbones)
@@ -236,6 +271,9 @@ def _common_kwargs(args, batch_default: int = 8) -> Dict[str, Any]:
         "batch_size": args.batch_size or batch_default,
         "cache_dir": args.cache_dir,
         "use_cache": not args.no_cache,
+        "resize": args.resize,
+        "tile_size": args.tile,
+        "tile_overlap": args.tile_overlap,
     }
 
 
@@ -270,11 +308,25 @@ def _fit_info_line(info: Dict[str, Any]) -> str:
     return " ".join(parts)
 
 
+def _preprocessing_text(args) -> str:
+    text = f"{args.image_size}px"
+    if args.crop_size:
+        text += f", crop {args.crop_size}"
+    if args.resize != "square":
+        text += f", resize {args.resize}"
+    if args.tile:
+        text += f", tiles {args.tile}px overlap {args.tile_overlap}px"
+    return text
+
+
 def _print_test_run(run, model) -> None:
     from .viz.report import metrics_text_table
 
     result = run.result
     print(metrics_text_table(result.metrics))
+    for group, metrics in result.group_metrics.items():
+        print(f"\n{group} anomalies only ({int(metrics['n_defective'])} defective + the good images):")
+        print(metrics_text_table({k: v for k, v in metrics.items() if k != "n_defective"}))
     print(f"inference: {result.infer_ms_per_image:.1f} ms/image over {result.n_images} images "
           f"(batch {result.batch_size}, {model.device_})")
     print(f"per-image scores: {run.per_image_csv}")
@@ -288,10 +340,10 @@ def cmd_train(args) -> int:
 
     out = check_output_file(args.out, force=args.force)  # a folder, read-only, existing: fail before training
     model = build_model(args.method, _params(args), **_common_kwargs(args))  # bad method/params: fail before data
-    seen, source = seen_for_training(model.method, args.data, args.seed, args.seen_anomalies, args.seen_dir)
-    items, name = training_set(args.data)
-    print(f"training {model.method} ({args.backbone}, {args.image_size}px"
-          f"{f', crop {args.crop_size}' if args.crop_size else ''}) on {len(items)} normal images of '{name}'"
+    seen, source = seen_for_training(model.method, args.data, args.seed, args.seen_anomalies, args.seen_dir,
+                                     layout=args.layout)
+    items, name = training_set(args.data, layout=args.layout)
+    print(f"training {model.method} ({args.backbone}, {_preprocessing_text(args)}) on {len(items)} normal images of '{name}'"
           + (f" and {len(seen)} seen anomalies ({source})" if seen is not None else ""))
     fit_model(model, items, seen, source)
     model.save(out, overwrite=args.force)
@@ -308,7 +360,7 @@ def cmd_test(args) -> int:
 
     check_output_dir(args.out or "runs")  # a read-only output fails before the evaluation
     model = _load_model(args)
-    dataset = load_dataset(args.data)
+    dataset = load_dataset(args.data, layout=args.layout)
     out = Path(args.out or Path("runs") / f"test-{slug(Path(args.model).stem)}-{_stamp()}")
     title = f"defectkit test: {model.method} on {dataset.name}"
     test, notes = unseen_test_set(model, dataset)
@@ -317,7 +369,8 @@ def cmd_test(args) -> int:
     extra: Dict[str, Any] = {"model_file": str(args.model), "data": str(args.data)}
     if notes:
         extra["seen_anomalies_excluded"] = len(dataset.test) - len(test)
-    run = run_test(model, test, out, title, args.examples, extra, strict=args.strict)
+    run = run_test(model, test, out, title, args.examples, extra, strict=args.strict,
+                   groups=getattr(dataset, "defect_groups", None))
     _print_test_run(run, model)
     print(f"report: {run.report}")
     return 0
@@ -358,7 +411,8 @@ def cmd_benchmark(args) -> int:
         image_size=args.image_size, crop_size=args.crop_size, device=args.device, out_dir=out,
         method_params=_params(args), progress=True, overwrite=args.force, batch_size=args.batch_size or 8,
         cache_dir=args.cache_dir, use_cache=args.cache and not args.no_cache, command=command,
-        seen_anomalies=args.seen_anomalies, seen_dir=args.seen_dir, strict=args.strict,
+        seen_anomalies=args.seen_anomalies, seen_dir=args.seen_dir, strict=args.strict, layout=args.layout,
+        resize=args.resize, tile_size=args.tile, tile_overlap=args.tile_overlap,
     )
     print(format_table(summarise(rows)))
     print(f"results: {out / 'results.csv'}")
@@ -388,7 +442,7 @@ def cmd_demo(args) -> int:
     dataset = load_dataset(root)
     print(f"demo data: {root} ({len(dataset.train)} train, {len(dataset.test)} test images, "
           f"defects: {', '.join(dataset.defect_types)})")
-    print(f"training {model.method} ({args.backbone}, {args.image_size}px) ...")
+    print(f"training {model.method} ({args.backbone}, {_preprocessing_text(args)}) ...")
     model.fit(dataset, progress=True)
     model.save(model_path, overwrite=True)
     print(f"trained in {model.fit_info_.get('train_seconds', float('nan')):.1f} s; model: {model_path}")
@@ -397,6 +451,22 @@ def cmd_demo(args) -> int:
     _print_test_run(run, model)
     print(f"done in {time.perf_counter() - start:.1f} s")
     print(f"report: {run.report}")
+    return 0
+
+
+def cmd_data_check(args) -> int:
+    from .data.check import check_dataset, format_report, report_json
+
+    report = check_dataset(args.dir, layout=args.layout, progress=not args.json)
+    print(report_json(report) if args.json else format_report(report))
+    return 0 if report.ok else 1
+
+
+def cmd_data_layouts(args) -> int:
+    from .data.layouts import layouts
+
+    for layout in layouts():
+        print(f"{layout.name:<14} {layout.title}: {layout.structure}")
     return 0
 
 

@@ -269,7 +269,7 @@ def _stack_masks(masks, n: int, shape: tuple) -> tuple[np.ndarray, np.ndarray]:
     return stack, np.asarray(keep, dtype=np.int64)
 
 
-def evaluate(labels, image_scores, masks=None, maps=None) -> dict:
+def evaluate(labels, image_scores, masks=None, maps=None, valid=None) -> dict:
     """All protocol metrics in one call, as fractions in [0, 1].
 
     Image metrics: image_auroc, image_f1_max, image_f1_threshold. With ``masks`` and
@@ -277,7 +277,9 @@ def evaluate(labels, image_scores, masks=None, maps=None) -> dict:
     pixel_ap, pixel_f1_max, pixel_f1_threshold, computed from a single sort of the
     pixel scores. ``masks`` may be a sequence with ``None`` for images that have no
     ground truth; pixel metrics use only images that have a mask (good images have
-    all-zero masks, i.e. only normal pixels).
+    all-zero masks, i.e. only normal pixels). ``valid`` (N x H x W bool, optional):
+    only these pixels enter the pixel pool; the rest (padding added to keep an aspect
+    ratio, or to stack maps of different sizes) is neither normal nor defective.
     """
     y, s = _check_1d(labels, image_scores)
     ranking = _Ranking(s)
@@ -311,10 +313,20 @@ def evaluate(labels, image_scores, masks=None, maps=None) -> dict:
             f"good images (label 0) with defective mask pixels: indices {keep[bad].tolist()}"
         )
 
+    regions = None
+    if valid is not None:
+        v = _as_binary(valid, "valid")
+        if v.shape != (y.shape[0],) + a.shape[1:]:
+            raise ValueError(f"valid shape {v.shape} != maps shape {(y.shape[0],) + a.shape[1:]}")
+        v = v[keep]
+        m = m & v
+        regions, n_regions = _label_regions(m)
+        a, m, regions = a[v], m[v], regions[v]
     pix = _Ranking(a)
     ptps, pfps = pix.counts(m)
     pf1, pthr = _f1_from_counts(ptps, pfps, pix.thresholds)
-    regions, n_regions = _label_regions(m)
+    if regions is None:
+        regions, n_regions = _label_regions(m)
     out.update(
         pixel_auroc=_auroc_from_counts(ptps, pfps),
         aupro=_aupro_from_ranking(pix, regions, n_regions, 0.3),

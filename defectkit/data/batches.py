@@ -10,14 +10,16 @@ from __future__ import annotations
 
 import os
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterable, List, Sequence, Tuple, TypeVar, Union
 
+import numpy as np
 import torch
 
 from .images import ImageReadError, read_image, read_mask
 from .mask_size import check_mask_sizes
-from .preprocess import Preprocess
+from .preprocess import Box, Preprocess
 from .samples import Sample
 
 T = TypeVar("T")
@@ -53,10 +55,8 @@ def _map_ordered(fn: Callable[[T], object], items: Sequence[T], workers: int) ->
         return list(pool.map(safe, items))
 
 
-def read_model_input(path: Path, preprocess: Preprocess) -> torch.Tensor:
-    """One file as a model input: decoded (read_image), size-checked (``preprocess.min_input_side``),
-    preprocessed."""
-    rgb = read_image(path)
+def check_input_size(path: Path, rgb: np.ndarray, preprocess: Preprocess) -> np.ndarray:
+    """``rgb`` if it is at least ``preprocess.min_input_side`` px on each side, else ImageReadError naming the file."""
     h, w = rgb.shape[:2]
     least = int(getattr(preprocess, "min_input_side", 0) or 0)
     if min(h, w) < least:
@@ -64,7 +64,103 @@ def read_model_input(path: Path, preprocess: Preprocess) -> torch.Tensor:
             path, f"image is only {w}x{h} pixels; models need at least {least}x{least} "
             f"(scaling it up to {preprocess.image_size} px would invent its detail)"
         )
-    return preprocess(rgb)
+    return rgb
+
+
+def read_model_input(path: Path, preprocess: Preprocess) -> torch.Tensor:
+    """One file as a model input: decoded (read_image), size-checked (``preprocess.min_input_side``),
+    preprocessed."""
+    return preprocess(check_input_size(path, read_image(path), preprocess))
+
+
+@dataclass
+class ImageBatch:
+    """Preprocessed images (N x 3 x S x S float32 in [0, 1]) and, per image, the Box of its
+    real pixels (everything else is padding from ``resize="keep"``)."""
+
+    images: torch.Tensor
+    boxes: List[Box]
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    @property
+    def padded(self) -> bool:
+        """True when some image has padding."""
+        return any(not b.full for b in self.boxes)
+
+    def valid(self) -> torch.Tensor:
+        """N x S x S bool tensor, True on real pixels."""
+        s = self.images.shape[-1]
+        if not self.boxes:
+            return torch.zeros((0, s, s), dtype=torch.bool)
+        return torch.from_numpy(np.stack([b.mask() for b in self.boxes]))
+
+    def __getitem__(self, index: slice) -> "ImageBatch":
+        return ImageBatch(self.images[index], self.boxes[index])
+
+
+@dataclass
+class NativeBatch:
+    """Decoded images at their own resolution (H x W x 3 uint8 each), for tiled models."""
+
+    images: List[np.ndarray]
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def __getitem__(self, index: slice) -> "NativeBatch":
+        return NativeBatch(self.images[index])
+
+
+def _split_results(items: list, results: list, on_error: str) -> Tuple[list, list, List[Tuple[Path, str]]]:
+    values, kept, errors = [], [], []
+    for item, res in zip(items, results):
+        if isinstance(res, ImageReadError):
+            if on_error == "raise":
+                raise res
+            errors.append((res.path, res.reason))
+        else:
+            values.append(res)
+            kept.append(item)
+    return values, kept, errors
+
+
+def _check_on_error(on_error: str) -> None:
+    if on_error not in ("raise", "skip"):
+        raise ValueError(f"on_error must be 'raise' or 'skip', got {on_error!r}")
+
+
+def load_batch(
+    items: Iterable[Item],
+    preprocess: Preprocess,
+    on_error: str = "raise",
+    workers: int = DEFAULT_WORKERS,
+) -> Tuple[ImageBatch, list, List[Tuple[Path, str]]]:
+    """``load_images``, keeping where each image's real pixels are: ``(ImageBatch, kept, errors)``."""
+    _check_on_error(on_error)
+    items = list(items)
+
+    def one(item):
+        path = _path_of(item)
+        arr, box = preprocess.apply(check_input_size(path, read_image(path), preprocess))
+        return torch.from_numpy(arr).permute(2, 0, 1).float().div_(255.0).contiguous(), box
+
+    values, kept, errors = _split_results(items, _map_ordered(one, items, workers), on_error)
+    s = preprocess.output_size
+    tensor = torch.stack([v[0] for v in values]) if values else torch.empty((0, 3, s, s), dtype=torch.float32)
+    return ImageBatch(tensor, [v[1] for v in values]), kept, errors
+
+
+def load_native(
+    items: Iterable[Item], on_error: str = "raise", workers: int = DEFAULT_WORKERS
+) -> Tuple[NativeBatch, list, List[Tuple[Path, str]]]:
+    """Decode images without resizing (tiled models cut them into windows themselves)."""
+    _check_on_error(on_error)
+    items = list(items)
+    values, kept, errors = _split_results(items, _map_ordered(lambda it: read_image(_path_of(it)), items, workers),
+                                          on_error)
+    return NativeBatch(values), kept, errors
 
 
 def load_images(
@@ -80,23 +176,10 @@ def load_images(
     others (unreadable files, and images smaller than ``preprocess.min_input_side``).  ``on_error="raise"`` raises the first ImageReadError (in input order)
     instead; ``"skip"`` leaves unreadable files out so one corrupt file in a folder of
     thousands does not stop training, while the caller can still report them.
+    (``load_batch`` also returns where each image's real pixels are.)
     """
-    if on_error not in ("raise", "skip"):
-        raise ValueError(f"on_error must be 'raise' or 'skip', got {on_error!r}")
-    items = list(items)
-    results = _map_ordered(lambda it: read_model_input(_path_of(it), preprocess), items, workers)
-    tensors, kept, errors = [], [], []
-    for item, res in zip(items, results):
-        if isinstance(res, ImageReadError):
-            if on_error == "raise":
-                raise res
-            errors.append((res.path, res.reason))
-        else:
-            tensors.append(res)
-            kept.append(item)
-    s = preprocess.output_size
-    batch = torch.stack(tensors) if tensors else torch.empty((0, 3, s, s), dtype=torch.float32)
-    return batch, kept, errors
+    batch, kept, errors = load_batch(items, preprocess, on_error, workers)
+    return batch.images, kept, errors
 
 
 def load_masks(

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Callable, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple, Union
 
 from .images import IMAGE_EXTENSIONS, PathLike, is_image_file, list_images
-from .mvtec import GOOD, MVTecCategory, is_mvtec_category
+from .mvtec import GOOD, MVTecCategory, is_mvtec_category  # noqa: F401 (re-exported)
 from .samples import DatasetLayoutError, Sample
 
 MaskDirSpec = Union[None, PathLike, Mapping[str, PathLike], Callable[[Path], Optional[PathLike]]]
@@ -162,9 +162,11 @@ class MVTec3DCategory:
 
     layout = "mvtec3d_ad"
 
-    def __init__(self, root: PathLike):
+    def __init__(self, root: PathLike, strict: bool = True):
         self.root = Path(root)
         self.name = Path(os.path.abspath(self.root)).name
+        self.strict = strict
+        self.problems: List[str] = []
         if not is_mvtec3d_category(self.root):
             raise DatasetLayoutError(
                 f"'{self.root}' is not an MVTec 3D-AD category folder: expected "
@@ -190,7 +192,10 @@ class MVTec3DCategory:
             mask_dir=lambda image_dir: image_dir.parent / "gt",
             mask_name="{name}",
         )
-        if ds.abnormal_without_mask:
+        if not strict:
+            self.problems.extend(f"defective test image '{p}' has no ground-truth mask: expected "
+                                 f"'{p.parent.parent / 'gt' / p.name}'" for p in ds.abnormal_without_mask)
+        elif ds.abnormal_without_mask:
             p = ds.abnormal_without_mask[0]
             raise DatasetLayoutError(
                 f"defective test image '{p}' has no ground-truth mask: expected "
@@ -219,36 +224,19 @@ def mvtec3d_category(root: PathLike) -> MVTec3DCategory:
     return MVTec3DCategory(root)
 
 
-def load_dataset(path: PathLike) -> Union[MVTecCategory, MVTec3DCategory]:
-    """Open a category folder in MVTec AD or MVTec 3D-AD layout, whichever it is.
+def load_dataset(path: PathLike, layout: Optional[str] = None, strict: bool = True):
+    """Open one category folder in any registered layout (``data.layouts``): MVTec AD,
+    MVTec 3D-AD, MVTec LOCO AD, MPDD, VisA, BTAD, KolektorSDD2 or DAGM 2007.
 
+    The layout is detected from the folder's structure unless ``layout`` names one.
+    ``strict=False`` tolerates what ``defectkit data check`` reports instead of raising
+    (e.g. a defective image without a mask); the dataset lists it in ``problems``.
     Raises DatasetLayoutError naming the path otherwise (with a hint when the path
     is a data-set root holding several categories rather than one category).
     """
-    p = Path(path)
-    if not p.exists():
-        raise DatasetLayoutError(f"data set folder not found: '{p}'")
-    if not p.is_dir():
-        raise DatasetLayoutError(f"not a folder: '{p}'")
-    if is_mvtec_category(p):
-        return MVTecCategory(p)
-    if is_mvtec3d_category(p):
-        return MVTec3DCategory(p)
-    try:
-        cats = sorted(
-            d.name for d in p.iterdir() if d.is_dir() and (is_mvtec_category(d) or is_mvtec3d_category(d))
-        )
-    except OSError:
-        cats = []
-    hint = ""
-    if cats:
-        shown = ", ".join(cats[:8]) + (", ..." if len(cats) > 8 else "")
-        hint = f"; it holds categories ({shown}): pass one of them, e.g. '{p / cats[0]}'"
-    raise DatasetLayoutError(
-        f"'{p}' is neither an MVTec AD category (<cat>/train/good/*.png, <cat>/test/<defect>/, "
-        f"<cat>/ground_truth/<defect>/<name>_mask.png) nor an MVTec 3D-AD category "
-        f"(<cat>/train/good/rgb/*.png, <cat>/test/<defect>/rgb/, <cat>/test/<defect>/gt/){hint}"
-    )
+    from .layouts import open_dataset
+
+    return open_dataset(path, layout=layout, strict=strict)
 
 
 def training_images(path: PathLike) -> Tuple[List[Sample], str]:
@@ -282,18 +270,13 @@ def training_images(path: PathLike) -> Tuple[List[Sample], str]:
     )
 
 
-def resolve_categories(data_paths: Iterable[PathLike]) -> List[Path]:
+def resolve_categories(data_paths: Iterable[PathLike], layout: Optional[str] = None) -> List[Path]:
     """Category folders from paths that are categories or data-set roots holding them
-    (``mvtec_ad`` -> every category inside, sorted). Layout errors name the path."""
+    (``mvtec_ad`` -> every category inside, sorted; the same for every registered
+    layout). Layout errors name the path."""
+    from .layouts import find_categories
+
     out: List[Path] = []
     for p in data_paths:
-        p = Path(p)
-        if p.is_dir() and not (is_mvtec_category(p) or is_mvtec3d_category(p)):
-            cats = sorted(d for d in p.iterdir() if d.is_dir() and (is_mvtec_category(d) or is_mvtec3d_category(d)))
-            if cats:
-                out.extend(cats)
-                continue
-        out.append(p)
+        out.extend(find_categories(p, layout=layout))
     return out
-
-

@@ -263,8 +263,13 @@ def read_mask(path: PathLike, size: Union[int, Sequence[int], None] = None) -> n
 
     ``size``: optional int or (height, width) -- note: numpy order, not PIL's
     (width, height) -- to resize to with nearest neighbour.
+
+    ``path`` may be a folder of masks (MVTec LOCO AD keeps one file per defect of an
+    image): the result is their union; they must all have the same size.
     """
     p = Path(path)
+    if p.is_dir():
+        return _read_mask_folder(p, size)
     im = _open_decoded(p)
     mode = im.mode
     if mode in ("1", "L", "P", "I", "F") or mode in _SIXTEEN_BIT_MODES:
@@ -282,6 +287,25 @@ def read_mask(path: PathLike, size: Union[int, Sequence[int], None] = None) -> n
     if size is not None:
         m = resize_mask(m, size)
     return np.ascontiguousarray(m, dtype=bool)
+
+
+def _read_mask_folder(folder: Path, size) -> np.ndarray:
+    files = list_images(folder)
+    if not files:
+        raise ImageReadError(folder, "mask folder holds no mask images")
+    union = None
+    for f in files:
+        m = read_mask(f)
+        if union is None:
+            union = m
+        elif m.shape != union.shape:
+            raise ImageReadError(f, f"mask is {m.shape[1]}x{m.shape[0]} px but '{files[0].name}' in the same "
+                                 f"folder is {union.shape[1]}x{union.shape[0]} px")
+        else:
+            union |= m
+    if size is not None:
+        union = resize_mask(union, size)
+    return np.ascontiguousarray(union, dtype=bool)
 
 
 def is_image_file(path: PathLike) -> bool:

@@ -57,20 +57,24 @@ class MVTecCategory:
     Attributes: ``root`` (Path), ``name`` (folder name, e.g. "bottle"),
     ``train`` (normal Samples from train/good), ``test`` (all test Samples, good
     ones with label 0 and mask_path None, defective ones with label 1 and their
-    mask), ``validation`` (always empty: MVTec AD has no validation split; make one
+    mask; with ``strict=False`` a defective image without a mask is kept with
+    mask_path None and named in ``problems`` instead of raising), ``validation`` (always empty: MVTec AD has no validation split; make one
     from ``train`` as docs/protocol.md says), ``defect_types`` (sorted tuple of the
     test defect folder names, "good" excluded).
     """
 
     layout = "mvtec_ad"
 
-    def __init__(self, root: PathLike):
+    def __init__(self, root: PathLike, strict: bool = True):
         self.root = Path(root)
         self.name = Path(os.path.abspath(self.root)).name
+        self.strict = strict
         self.train: List[Sample] = []
         self.validation: List[Sample] = []
         self.test: List[Sample] = []
         self.defect_types: Tuple[str, ...] = ()
+        #: what a non-strict scan tolerated (e.g. a defective image without its mask)
+        self.problems: List[str] = []
         self._scan()
 
     def _layout_error(self, problem: str) -> DatasetLayoutError:
@@ -113,10 +117,11 @@ class MVTecCategory:
             for p in files:
                 mask = _find_mask(gt_dir, p.stem)
                 if mask is None:
-                    raise DatasetLayoutError(
-                        f"defective test image '{p}' has no ground-truth mask: expected "
-                        f"'{gt_dir / (p.stem + '_mask.png')}'"
-                    )
+                    message = (f"defective test image '{p}' has no ground-truth mask: expected "
+                               f"'{gt_dir / (p.stem + '_mask.png')}'")
+                    if self.strict:
+                        raise DatasetLayoutError(message)
+                    self.problems.append(message)
                 test.append(Sample(p, 1, kind, mask))
         if not test:
             raise self._layout_error(f"no test images in '{test_dir}'/<defect>/")

@@ -49,9 +49,9 @@ class TorchScorer:
         return getattr(self.model, "thresholds_", None)
 
     def load_batch(self, paths: Sequence[Path]) -> Loaded:
-        from ..data import load_images
-
-        batch, ok, errors = load_images(list(paths), self.model.preprocess, on_error="skip")
+        # The model's own inputs: preprocessed with each image's real-pixel box (resize="keep"
+        # padding is masked by predict), or full-resolution images for a tiled model.
+        batch, ok, errors = self.model.load_inputs(list(paths), on_error="skip")
         return batch, [Path(p) for p in ok], [(Path(p), r) for p, r in errors]
 
     def score(self, batch) -> Tuple[np.ndarray, np.ndarray]:
@@ -61,4 +61,8 @@ class TorchScorer:
     def display_images(self, batch) -> List[np.ndarray]:
         from ..utils.images import to_uint8
 
+        if hasattr(batch, "boxes"):  # ImageBatch
+            batch = batch.images
+        elif isinstance(getattr(batch, "images", None), list):  # NativeBatch: already uint8
+            return list(batch.images)
         return list(to_uint8(batch))

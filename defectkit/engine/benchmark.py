@@ -53,7 +53,8 @@ def _seen_and_test(dataset, seed: int, seen_anomalies: int, seen_dir: Optional[P
 
 def run_one(method, dataset, data_path, backbone, seed, *, weights, image_size, crop_size, device, batch_size,
             cache_dir, use_cache, method_params, methods, progress, env, seen_anomalies: int = 0,
-            seen_dir: Optional[PathLike] = None, strict: bool = False) -> Dict[str, Any]:
+            seen_dir: Optional[PathLike] = None, strict: bool = False, resize: str = "square",
+            tile_size: Optional[int] = None, tile_overlap: int = 32) -> Dict[str, Any]:
     """Fit one model on ``dataset.train`` (plus seen anomalies) and score it on the test set -> one row.
 
     ``method`` is a method spec (``prn`` or ``prn[use_mf=False]``); ``methods`` are the
@@ -67,7 +68,8 @@ def run_one(method, dataset, data_path, backbone, seed, *, weights, image_size, 
         check_seen_supported(name, "--seen-dir" if seen_dir is not None else "--seen-anomalies")
     model = build_model(
         name, params, backbone=backbone, weights=weights, image_size=image_size, crop_size=crop_size, device=device,
-        seed=seed, batch_size=batch_size, cache_dir=cache_dir, use_cache=use_cache,
+        seed=seed, batch_size=batch_size, cache_dir=cache_dir, use_cache=use_cache, resize=resize,
+        tile_size=tile_size, tile_overlap=tile_overlap,
     )
     t0 = time.perf_counter()
     if seen is not None:
@@ -75,8 +77,12 @@ def run_one(method, dataset, data_path, backbone, seed, *, weights, image_size, 
     else:
         model.fit(dataset.train, progress=progress)
     train_seconds = time.perf_counter() - t0  # wall, feature extraction included
-    result = evaluate_model(model, test, progress=progress, strict=strict)
-    speed = throughput_pair(model, load_images(test[:THROUGHPUT_IMAGES], model.preprocess)[0])
+    result = evaluate_model(model, test, progress=progress, strict=strict,
+                            groups=getattr(dataset, "defect_groups", None))
+    if tile_size is None:
+        speed = throughput_pair(model, load_images(test[:THROUGHPUT_IMAGES], model.preprocess)[0])
+    else:  # a tiled model's cost depends on each image's size; infer_ms_per_image is the measure
+        speed = {"model_img_s": float("nan"), "backbone_img_s": float("nan")}
     m = result.metrics
     nan = float("nan")
     row: Dict[str, Any] = {
@@ -94,6 +100,10 @@ def run_one(method, dataset, data_path, backbone, seed, *, weights, image_size, 
         "peak_rss_mb": peak_rss_mb(),
         "variant": variant,
         "crop_size": "" if crop_size is None else int(crop_size),
+        "resize": resize,
+        "tile_size": "" if tile_size is None else int(tile_size),
+        "tile_overlap": "" if tile_size is None else int(tile_overlap),
+        "layout": str(getattr(dataset, "layout", "")),
         "eval_resolution": result.resolution,
         "image_f1_max": m.get("image_f1_max", nan),
         "image_f1_threshold": m.get("image_f1_threshold", nan),
@@ -110,6 +120,7 @@ def run_one(method, dataset, data_path, backbone, seed, *, weights, image_size, 
         "seen_anomalies": len(seen or []),
         "seen_files": json.dumps(seen_file_names(seen or [])),
         "seen_dir": "" if seen_dir is None else str(seen_dir),
+        "group_metrics": json.dumps(result.group_metrics, sort_keys=True) if result.group_metrics else "",
         "batch_size": int(batch_size),
         "device": str(model.device_),
         "feature_cache": bool(use_cache),
@@ -145,6 +156,10 @@ def run_benchmark(
     seen_anomalies: int = 0,
     seen_dir: Optional[PathLike] = None,
     strict: bool = False,
+    layout: Optional[str] = None,
+    resize: str = "square",
+    tile_size: Optional[int] = None,
+    tile_overlap: int = 32,
 ) -> List[Dict[str, Any]]:
     """Fit and evaluate every method x category x seed; returns one row dict per run.
 
@@ -170,6 +185,11 @@ def run_benchmark(
     ``seen_dir``: the user's own annotated defects instead (test set unchanged).
     ``strict``: a mask whose size differs from its image's is an error (checked for every
     category before the first run) instead of a warning.
+
+    ``data_paths`` may be roots holding several categories of any layout (``layout``
+    forces one): each category is run, and summaries add the mean over categories.
+    ``resize``, ``tile_size`` and ``tile_overlap`` are the models' preprocessing
+    (``--resize``, ``--tile``, ``--tile-overlap``), recorded in every row.
     """
     seeds = [int(s) for s in seeds]
     if not list(methods):
@@ -188,10 +208,16 @@ def run_benchmark(
             check_seen_supported(name, "--seen-dir" if seen_dir is not None else "--seen-anomalies")
     if seen_dir is not None:
         seen_from_folder(seen_dir)  # layout errors now, not after a first run
-    categories = resolve_categories(data_paths)
+    categories = resolve_categories(data_paths, layout=layout)
     if not categories:
         raise ValueError("no data folders given")
-    datasets = [(p, load_dataset(p)) for p in categories]
+    datasets = [(p, load_dataset(p, layout=layout)) for p in categories]
+    names_seen: Dict[str, Path] = {}
+    for p, ds in datasets:
+        if ds.name in names_seen:
+            raise ValueError(f"two categories are both named {ds.name!r} ('{names_seen[ds.name]}' and '{p}'); "
+                             "results are keyed by category name, so run them in separate benchmarks")
+        names_seen[ds.name] = p
     if strict:
         for _, ds in datasets:
             check_mask_sizes(ds.test, strict=True)  # a mask of the wrong size: fail now, not after a run
@@ -213,7 +239,8 @@ def run_benchmark(
     create_backbone(backbone, weights)  # unknown backbone / bad weights fail now, not after a first run
     for _, name, params in variants:  # parameter values checked now, not after a first run
         build_model(name, params, backbone=backbone, weights=weights, image_size=image_size, crop_size=crop_size,
-                    device=device, batch_size=batch_size, cache_dir=cache_dir, use_cache=use_cache)
+                    device=device, batch_size=batch_size, cache_dir=cache_dir, use_cache=use_cache, resize=resize,
+                    tile_size=tile_size, tile_overlap=tile_overlap)
     env = environment_info(device)
     rows: List[Dict[str, Any]] = []
     runs = [(v, p, ds, s) for v, _, _ in variants for p, ds in datasets for s in seeds]
@@ -225,7 +252,8 @@ def run_benchmark(
                     variant, ds, path, backbone, seed, weights=weights, image_size=image_size, crop_size=crop_size,
                     device=device, batch_size=batch_size, cache_dir=cache_dir, use_cache=use_cache,
                     method_params=method_params, methods=names, progress=progress, env=env,
-                    seen_anomalies=seen_anomalies, seen_dir=seen_dir, strict=strict,
+                    seen_anomalies=seen_anomalies, seen_dir=seen_dir, strict=strict, resize=resize,
+                    tile_size=tile_size, tile_overlap=tile_overlap,
                 )
             )
             if out is not None:

@@ -9,14 +9,15 @@ from __future__ import annotations
 
 import csv
 import re
+import shutil
+import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
-from ..data import load_images
-from ..viz.overlay import save_overlay, to_uint8_rgb
+from ..viz.overlay import display_images, save_overlay
 
 #: Files read per step (bounds memory on large folders).
 PREDICT_CHUNK = 32
@@ -85,31 +86,48 @@ def predict_files(model, files: Sequence[Path], out: Path, threshold: Optional[f
     maps: List[np.ndarray] = []
     skipped: List[Tuple[Path, str]] = []
     bar = tqdm(total=len(files), desc="predict", unit="file", leave=False, disable=not progress)
-    for start in range(0, len(files), PREDICT_CHUNK):
-        chunk = list(files[start : start + PREDICT_CHUNK])
-        batch, ok, errors = load_images(chunk, model.preprocess, on_error="skip")
-        for path, reason in errors:
-            skipped.append((Path(path), reason))
-            if on_skip is not None:
-                on_skip(Path(path), reason)
-        if len(ok):
-            s, m = model.predict(batch)
-            kept.extend(Path(p) for p in ok)
-            scores.extend(float(x) for x in s)
-            maps.extend(np.asarray(m, dtype=np.float32))
-            rgbs.extend(to_uint8_rgb(t) for t in batch)
-        bar.update(len(chunk))
-    bar.close()
-    if not kept:
-        raise ValueError(f"none of the {len(files)} input files could be read as an image")
-    vmin = float(min(m.min() for m in maps))
-    vmax = float(max(m.max() for m in maps))
-    names = overlay_names(kept)
-    with open(out / "scores.csv", "w", newline="") as f:
-        w = csv.writer(f)
-        w.writerow(["path", "score", "is_anomalous", "overlay"])
-        for path, score, rgb, amap, name in zip(kept, scores, rgbs, maps, names):
-            save_overlay(out / name, rgb, amap, vmin, vmax)
-            flag = "" if threshold is None else int(score >= threshold)
-            w.writerow([str(path), repr(score), flag, name])
+    # A tiled model scores one full-resolution image at a time (images may differ in size), and
+    # its maps wait on disk rather than in memory until the common colour scale is known.
+    tiled = getattr(model, "tiling_", None) is not None
+    step = 1 if tiled else PREDICT_CHUNK
+    spool = Path(tempfile.mkdtemp(prefix=".maps-", dir=out)) if tiled else None
+    vmin, vmax = float("inf"), float("-inf")
+    try:
+        for start in range(0, len(files), step):
+            chunk = list(files[start : start + step])
+            batch, ok, errors = model.load_inputs(chunk, on_error="skip")
+            for path, reason in errors:
+                skipped.append((Path(path), reason))
+                if on_skip is not None:
+                    on_skip(Path(path), reason)
+            if len(ok):
+                s, m = model.predict(batch)
+                kept.extend(Path(p) for p in ok)
+                scores.extend(float(x) for x in s)
+                m = np.asarray(m, dtype=np.float32)
+                vmin, vmax = min(vmin, float(m.min())), max(vmax, float(m.max()))
+                if spool is None:
+                    maps.extend(m)
+                    rgbs.extend(display_images(batch))
+                else:
+                    np.save(spool / f"{len(kept) - 1}.npy", m[0])
+            bar.update(len(chunk))
+        bar.close()
+        if not kept:
+            raise ValueError(f"none of the {len(files)} input files could be read as an image")
+        names = overlay_names(kept)
+        with open(out / "scores.csv", "w", newline="") as f:
+            w = csv.writer(f)
+            w.writerow(["path", "score", "is_anomalous", "overlay"])
+            for i, (path, score, name) in enumerate(zip(kept, scores, names)):
+                if spool is None:
+                    rgb, amap = rgbs[i], maps[i]
+                else:
+                    rgb, amap = display_images(model.load_inputs([path])[0])[0], np.load(spool / f"{i}.npy")
+                save_overlay(out / name, rgb, amap, vmin, vmax)
+                flag = "" if threshold is None else int(score >= threshold)
+                w.writerow([str(path), repr(score), flag, name])
+    finally:
+        if spool is not None:
+            shutil.rmtree(spool, ignore_errors=True)
     return Prediction(kept, scores, names, skipped, vmin, vmax)

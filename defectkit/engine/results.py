@@ -57,6 +57,11 @@ EXTRA_COLUMNS = (
     "seen_anomalies",
     "seen_files",
     "seen_dir",
+    "resize",
+    "tile_size",
+    "tile_overlap",
+    "layout",
+    "group_metrics",
     "batch_size",
     "device",
     "feature_cache",
@@ -175,6 +180,41 @@ def format_table(summary: Sequence[Mapping[str, Any]]) -> str:
     return "\n".join(lines)
 
 
+#: Metrics of the per-category tables (papers' style), with their column titles.
+CATEGORY_TABLE_METRICS = (("image_auroc", "I-AUROC"), ("pixel_auroc", "P-AUROC"), ("aupro", "AUPRO"))
+
+
+def format_category_tables(summary: Sequence[Mapping[str, Any]],
+                           metrics: Sequence[Tuple[str, str]] = CATEGORY_TABLE_METRICS) -> str:
+    """One Markdown table per metric as the papers print them: a row per category, a column
+    per method (variant; with the backbone when several were run), the mean over categories
+    last. Cells are "mean ± std" over seeds in percent. Empty when only one category ran."""
+    categories = list(dict.fromkeys(str(r["category"]) for r in summary if str(r["category"]) != "mean"))
+    if len(categories) < 2:
+        return ""
+    backbones = {str(r["backbone"]) for r in summary}
+    columns = list(dict.fromkeys((str(r.get("variant") or r["method"]), str(r["backbone"])) for r in summary))
+    cell = {(str(r.get("variant") or r["method"]), str(r["backbone"]), str(r["category"])): r for r in summary}
+
+    def title(variant: str, backbone: str) -> str:
+        name = variant.replace("|", "\\|")
+        return f"{name} ({backbone})" if len(backbones) > 1 else name
+
+    blocks = []
+    for key, label in metrics:
+        lines = [f"**{label}** (%, mean ± std over seeds)", "",
+                 "| category | " + " | ".join(title(v, b) for v, b in columns) + " |",
+                 "|---|" + "---|" * len(columns)]
+        for cat in categories + ["mean"]:
+            cells = []
+            for v, b in columns:
+                r = cell.get((v, b, cat))
+                cells.append("-" if r is None else _pm(r[f"{key}_mean"], r[f"{key}_std"], 100.0, 1))
+            lines.append(f"| {'**mean**' if cat == 'mean' else cat} | " + " | ".join(cells) + " |")
+        blocks.append("\n".join(lines))
+    return "\n\n".join(blocks)
+
+
 # ---------------------------------------------------------------------------- writing
 def _csv_value(v: Any) -> Any:
     if isinstance(v, float):
@@ -256,9 +296,20 @@ def write_results(out_dir: PathLike, rows: Sequence[Mapping[str, Any]], env: Opt
                "rows": clean, "summary": summary}
     atomic_write_text(out / "results.json", json.dumps(payload, indent=1, default=str, allow_nan=True) + "\n")
 
-    res = sorted({(r["image_size"], r.get("crop_size", ""), r.get("eval_resolution", "")) for r in rows}, key=str)
-    sizes = "; ".join(f"resize {s}" + (f", crop {c}" if c not in ("", None) else ", no crop") +
-                      (f", metrics at {e}x{e} px" if e not in ("", None) else "") for s, c, e in res)
+    res = sorted({(r["image_size"], r.get("crop_size", ""), r.get("eval_resolution", ""), r.get("resize") or "square",
+                   r.get("tile_size", ""), r.get("tile_overlap", "")) for r in rows}, key=str)
+
+    def _prep(s, c, e, mode, tile, overlap) -> str:
+        text = f"resize {s}" + (" (aspect ratio kept, padded; padding not scored)" if mode == "keep" else "")
+        text += f", crop {c}" if c not in ("", None) else ", no crop"
+        if tile not in ("", None):
+            text = f"tiles of {tile} px at native resolution, {overlap} px overlap, each resized to {s}; " + text
+        if e not in ("", None):
+            text += f", metrics at {e}x{e} px" if str(e).isdigit() else f", metrics at {e} resolution"
+        return text
+
+    sizes = "; ".join(_prep(*r) for r in res)
+    per_category = format_category_tables(summary)
     caches = {bool(r.get("feature_cache")) for r in rows}
     seen_map = seen_files_by_category(rows)
     if seen_map:
@@ -268,6 +319,7 @@ def write_results(out_dir: PathLike, rows: Sequence[Mapping[str, Any]], env: Opt
         "",
         format_table(summary),
         "",
+        *(["## Per category", "", per_category, ""] if per_category else []),
         "Mean ± sample std (ddof=1) over seeds; metrics in percent. " + _training_sentence(rows),
         "",
         f"- seeds: {', '.join(str(s) for s in payload['seeds'])}",

@@ -33,7 +33,7 @@ def model_params(model) -> Dict[str, Any]:
     params: Dict[str, Any] = {"method": model.method}
     params.update(model.get_params())
     params.pop("cache_dir", None)
-    params["resolution"] = model.preprocess.output_size
+    params["resolution"] = "native (tiled)" if getattr(model, "tiling_", None) is not None else model.preprocess.output_size
     params["fit_info"] = dict(getattr(model, "fit_info_", {}))
     env = environment_info(model.device_)
     params["versions"] = {k: env[k] for k in ("defectkit_version", "torch_version", "numpy_version", "python_version")}
@@ -62,17 +62,22 @@ def unseen_test_set(model, dataset) -> Tuple[List, List[str]]:
 
 
 def run_test(model, test_samples: Sequence, out: Path, title: str, n_examples: int = 6,
-             extra: Dict[str, Any] = None, progress: bool = True, strict: bool = False) -> TestRun:
+             extra: Dict[str, Any] = None, progress: bool = True, strict: bool = False,
+             groups: Dict[str, Any] = None) -> TestRun:
     """Evaluate, then write per_image.csv, metrics.json, overlays and the report into ``out``.
 
-    ``strict``: a mask whose size differs from its image's is an error, not a warning."""
+    ``strict``: a mask whose size differs from its image's is an error, not a warning.
+    ``groups``: named groups of defect types to score apart (a dataset's ``defect_groups``)."""
     out = Path(out)
-    result = evaluate_model(model, test_samples, progress=progress, strict=strict)
+    result = evaluate_model(model, test_samples, progress=progress, strict=strict, groups=groups)
     out.mkdir(parents=True, exist_ok=True)
     csv_path = write_per_image_csv(result, out / "per_image.csv")
     metrics_path = out / "metrics.json"
-    metrics_path.write_text(json.dumps(result.metrics, indent=1) + "\n")
-    examples = write_example_overlays(result, model.preprocess, out / "overlays", limit=n_examples)
+    payload = dict(result.metrics)
+    if result.group_metrics:
+        payload["groups"] = result.group_metrics
+    metrics_path.write_text(json.dumps(payload, indent=1) + "\n")
+    examples = write_example_overlays(result, model, out / "overlays", limit=n_examples)
     params = dict(extra or {})
     params.update(model_params(model))
     params["test_images"] = result.n_images

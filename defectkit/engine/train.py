@@ -18,18 +18,30 @@ from ..models.factory import check_seen_supported
 PathLike = Union[str, Path]
 
 
-def training_set(path: PathLike) -> Tuple[list, str]:
-    """(normal training items, name) from a category folder or a plain folder of images.
+def training_set(path: PathLike, layout: Optional[str] = None) -> Tuple[list, str]:
+    """(normal training items, name) from a category folder (of any layout, or of ``layout``)
+    or a plain folder of images.
 
-    Only the training side is read (``data.training_images``): a category without
-    ``test/``, or with a test-side problem such as a missing mask, trains; ``test``
-    reports those problems.
+    Without ``layout`` only the training side is read first (``data.training_images``): a
+    category without ``test/``, or with a test-side problem such as a missing mask, trains;
+    ``test`` reports those problems. Other layouts (VisA, BTAD, ...) are read through the
+    layout registry.
     """
-    return training_images(path)
+    if layout is None:
+        try:
+            return training_images(path)
+        except DatasetLayoutError as first:
+            try:
+                ds = load_dataset(path)
+            except DatasetLayoutError:
+                raise first from None
+            return ds.train, ds.name
+    ds = load_dataset(path, layout=layout)
+    return ds.train, ds.name
 
 
 def seen_for_training(method: str, data: PathLike, seed: int, seen_anomalies: int = 0,
-                      seen_dir: Optional[PathLike] = None) -> Tuple[Optional[list], str]:
+                      seen_dir: Optional[PathLike] = None, layout: Optional[str] = None) -> Tuple[Optional[list], str]:
     """(seen anomalies or None, where they came from) for a supervised fit."""
     if seen_dir:
         check_seen_supported(method, "--seen-dir")
@@ -38,7 +50,7 @@ def seen_for_training(method: str, data: PathLike, seed: int, seen_anomalies: in
         return None, ""
     check_seen_supported(method, "--seen-anomalies")
     try:
-        dataset = load_dataset(data)
+        dataset = load_dataset(data, layout=layout)
     except DatasetLayoutError as exc:
         raise DatasetLayoutError(f"--seen-anomalies draws from a category's test set, but {exc}") from None
     seen, _ = draw_seen_anomalies(dataset, seen_anomalies, seed)

@@ -21,14 +21,18 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 import torch
+from tqdm.auto import tqdm
 
 from .. import __version__
 from ..backbones import Backbone, create_backbone
-from ..data.batches import MIN_IMAGE_SIDE, load_images
-from ..data.preprocess import Preprocess
+from ..data.batches import MIN_IMAGE_SIDE, ImageBatch, NativeBatch, load_batch, load_native
+from ..data.preprocess import Box, Preprocess
 from ..data.samples import Sample
+from ..data.splits import split_validation
+from ..data.tiling import Stitcher, Tiling
 from ..features import FeatureExtractor
 from ..utils.device import resolve_device, seed_everything
+from ..utils.images import to_uint8
 from ..utils.model_file import (
     MODEL_FORMAT,
     MODEL_FORMAT_VERSION,
@@ -40,12 +44,31 @@ from ..utils.model_file import (
 from .components.bounds import check_strides
 from .registry import method_class
 
-ImagesLike = Union[torch.Tensor, Sequence[Union[str, Path, Sample]]]
+ImagesLike = Union[torch.Tensor, ImageBatch, NativeBatch, Sequence[Union[str, Path, Sample]]]
 
 #: parameters every method takes; they have their own CLI options
-BASE_PARAMS = ("backbone", "weights", "image_size", "crop_size", "device", "seed", "batch_size", "cache_dir", "use_cache")
+BASE_PARAMS = ("backbone", "weights", "image_size", "crop_size", "device", "seed", "batch_size", "cache_dir",
+               "use_cache", "resize", "tile_size", "tile_overlap")
 #: changing one of these invalidates the built backbone
 _BACKBONE_PARAMS = ("backbone", "weights", "device")
+
+
+def floor_outside(maps: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
+    """N x 1 x S x S maps with every pixel outside ``valid`` (N x S x S bool) set to the lowest
+    value of that image's valid pixels: padding never scores above the real background."""
+    v = valid[:, None]
+    floor = maps.masked_fill(~v, float("inf")).flatten(1).amin(dim=1).view(-1, 1, 1, 1)
+    return torch.where(v, maps, floor.expand_as(maps))
+
+
+def patch_centres(valid: torch.Tensor, h: int, w: int) -> torch.Tensor:
+    """Which cells of an h x w patch grid have their centre on a valid pixel (N x S x S bool
+    -> N x h*w bool). An image whose real pixels hold no cell centre keeps all its cells."""
+    size_h, size_w = valid.shape[-2:]
+    ys = ((torch.arange(h, device=valid.device) + 0.5) * size_h / h).long().clamp(max=size_h - 1)
+    xs = ((torch.arange(w, device=valid.device) + 0.5) * size_w / w).long().clamp(max=size_w - 1)
+    cells = valid[:, ys][:, :, xs].reshape(len(valid), h * w)
+    return cells | ~cells.any(dim=1, keepdim=True)
 
 
 def training_paths(train_data: Any) -> List[Path]:
@@ -82,6 +105,9 @@ class AnomalyModel:
         batch_size: int = 8,
         cache_dir: Optional[str] = None,
         use_cache: bool = True,
+        resize: str = "square",
+        tile_size: Optional[int] = None,
+        tile_overlap: int = 32,
     ):
         self.backbone = backbone
         self.weights = weights
@@ -92,6 +118,9 @@ class AnomalyModel:
         self.batch_size = batch_size
         self.cache_dir = cache_dir
         self.use_cache = use_cache
+        self.resize = resize
+        self.tile_size = tile_size
+        self.tile_overlap = tile_overlap
 
     # ---- parameters -------------------------------------------------------------------
     @classmethod
@@ -124,7 +153,11 @@ class AnomalyModel:
 
     def check_params(self) -> None:
         """ValueError for a parameter value the method cannot use (called by ``fit`` and the factory)."""
-        size = Preprocess(self.image_size, self.crop_size).output_size  # checks image_size and crop_size
+        size = Preprocess(self.image_size, self.crop_size, self.resize).output_size  # checks image_size, crop_size, resize
+        if self.tile_size is not None:
+            Tiling(self.tile_size, self.tile_overlap)  # checks both
+            if self.crop_size is not None:
+                raise ValueError("tiling (tile_size) and crop_size do not combine: tiles are scored whole")
         if isinstance(self.batch_size, bool) or not isinstance(self.batch_size, int) or self.batch_size < 1:
             raise ValueError(f"batch_size must be a positive int, got {self.batch_size!r}")
         if not isinstance(self.device, (str, torch.device)):
@@ -151,9 +184,14 @@ class AnomalyModel:
     # ---- derived set-up (properties, so constructors stay plain) ---------------------------
     @property
     def preprocess(self) -> Preprocess:
-        """Resize/crop of this model's inputs, from ``image_size`` and ``crop_size``; image files
-        under MIN_IMAGE_SIDE px on a side are refused."""
-        return Preprocess(self.image_size, self.crop_size, min_input_side=MIN_IMAGE_SIDE)
+        """Resize/crop of this model's inputs (of each tile, when tiled), from ``image_size``,
+        ``crop_size`` and ``resize``; image files under MIN_IMAGE_SIDE px on a side are refused."""
+        return Preprocess(self.image_size, self.crop_size, self.resize, min_input_side=MIN_IMAGE_SIDE)
+
+    @property
+    def tiling_(self) -> Optional[Tiling]:
+        """The tiling of large images (``tile_size``/``tile_overlap``), None when images are resized whole."""
+        return None if self.tile_size is None else Tiling(int(self.tile_size), int(self.tile_overlap))
 
     @property
     def device_(self) -> torch.device:
@@ -188,35 +226,173 @@ class AnomalyModel:
             if images.ndim != 4 or images.shape[1] != 3:
                 raise ValueError(f"expected an N x 3 x H x W tensor in [0, 1], got {tuple(images.shape)}")
             return images
+        if isinstance(images, ImageBatch):
+            return images.images
         paths = [Path(i.path) if isinstance(i, Sample) else Path(i) for i in images]
-        tensor, _, _ = load_images(paths, self.preprocess, on_error="raise")
-        return tensor
+        batch, _, _ = load_batch(paths, self.preprocess, on_error="raise")
+        return batch.images
+
+    def load_inputs(self, items: Sequence[Union[str, Path, Sample]], on_error: str = "raise"):
+        """Read files as this model takes them -> (batch, kept items, errors as (path, reason)).
+
+        The batch is an ``ImageBatch`` (preprocessed, with each image's real-pixel box) or,
+        for a tiled model, a ``NativeBatch`` (decoded at full resolution); ``predict``
+        takes either. ``on_error="skip"`` leaves unreadable files out and reports them."""
+        if self.tiling_ is not None:
+            return load_native(items, on_error)
+        return load_batch(items, self.preprocess, on_error)
+
+    def _as_batch(self, images: ImagesLike):
+        if isinstance(images, (ImageBatch, NativeBatch)):
+            return images
+        if isinstance(images, torch.Tensor):
+            if images.ndim != 4 or images.shape[1] != 3:
+                raise ValueError(f"expected an N x 3 x H x W tensor in [0, 1], got {tuple(images.shape)}")
+            if self.tiling_ is not None:
+                return NativeBatch(list(to_uint8(images)))
+            s = images.shape[-1]
+            return ImageBatch(images, [Box(0, 0, images.shape[-2], s, s)] * len(images))
+        items = [i.path if isinstance(i, Sample) else Path(i) for i in images]
+        return self.load_inputs(items, on_error="raise")[0]
 
     # ---- protocol ------------------------------------------------------------------------
     def fit(self, train_data: Any, progress: bool = True) -> "AnomalyModel":
-        """Learn from normal images: a dataset with ``.train``, Samples, or image paths."""
+        """Learn from normal images: a dataset with ``.train``, Samples, or image paths.
+
+        A tiled model (``tile_size``) trains on the windows of every image at native
+        resolution; the held-out validation images are then whole source images."""
         self.check_params()
         seed_everything(self.seed)
         start = time.perf_counter()
         self.fit_info_: Dict[str, Any] = {}
-        self._fit(training_paths(train_data), progress)
+        paths = training_paths(train_data)
+        try:
+            if self.tiling_ is not None:
+                source = paths
+                paths, groups = self._training_tiles(paths, progress)
+                self.__dict__["_split_groups"] = groups
+                self.fit_info_["tiles"] = {**self.tiling_.to_dict(), "source_images": len(source), "tiles": len(paths)}
+            self._fit(paths, progress)
+        finally:
+            self.__dict__.pop("_split_groups", None)
         self.fit_info_["train_seconds"] = time.perf_counter() - start
         self._fitted = True
         return self
 
+    def validation_split(self, n: int) -> Tuple[np.ndarray, Optional[np.ndarray]]:
+        """The seeded validation split of ``n`` training items (``val_fraction``, ``seed``).
+
+        Training tiles are split by source image, so no held-out tile overlaps a trained one."""
+        return split_validation(n, self.val_fraction, self.seed, groups=self.__dict__.get("_split_groups"))
+
+    def _tile_dir(self) -> Path:
+        from ..features.extractor import default_cache_dir
+
+        return Path(self.cache_dir or default_cache_dir()) / "tiles"
+
+    def _training_tiles(self, paths: List[Path], progress: bool) -> Tuple[List[Path], List[int]]:
+        from ..data.tiles import write_tiles
+
+        tiles, groups = [], []
+        for i, p in enumerate(tqdm(paths, desc="tiles", unit="img", disable=not progress, leave=False)):
+            out = write_tiles(p, self.tiling_, self._tile_dir())
+            tiles.extend(out)
+            groups.extend([i] * len(out))
+        return tiles, groups
+
+    def tile_samples(self, samples: Sequence[Sample]) -> List[Sample]:
+        """Annotated defects (Samples with masks) -> the tiles that hold defect pixels, as
+        Samples of their own (for supervised methods of a tiled model)."""
+        from ..data.tiles import write_defect_tiles
+
+        out: List[Sample] = []
+        for s in samples:
+            out.extend(write_defect_tiles(s, self.tiling_, self._tile_dir()))
+        return out
+
     @torch.inference_mode()
     def predict(self, images: ImagesLike) -> Tuple[np.ndarray, np.ndarray]:
-        """-> (image scores N, anomaly maps N x S x S), higher = more anomalous."""
+        """-> (image scores N, anomaly maps N x S x S), higher = more anomalous.
+
+        ``images``: files, Samples, an N x 3 x H x W tensor in [0, 1], or a batch from
+        ``load_inputs``. With ``resize="keep"`` the padding of every image is masked: its
+        map values are set to the lowest value of the image's real pixels and the image
+        score is computed on the real pixels only. A tiled model returns maps at the
+        images' own resolution (N x H x W; all images of one call must share a size),
+        stitched from its windows, and the image score is read off the stitched map."""
         if not self.fitted_:
             raise RuntimeError(f"{type(self).__name__} is not fitted: call fit() or load() first")
-        batch = self.as_tensor(images)
+        batch = self._as_batch(images)
+        if isinstance(batch, NativeBatch):
+            if self.tiling_ is None:
+                raise ValueError("a NativeBatch (full-resolution images) needs a tiled model; use load_inputs()")
+            return self._predict_tiled(batch)
         scores, maps = [], []
         device = self.device_
         for start in range(0, len(batch), self.batch_size):
-            s, m = self._predict_tensor(batch[start : start + self.batch_size].to(device))
+            part = batch[start : start + self.batch_size]
+            x = part.images.to(device)
+            if part.padded:
+                valid = part.valid().to(device)
+                s, m = self._predict_valid(x, valid)
+                m = floor_outside(m, valid)
+            else:
+                s, m = self._predict_tensor(x)
             scores.append(s.float().cpu())
             maps.append(m.float().cpu())
+        if not scores:
+            size = self.preprocess.output_size
+            return np.zeros(0, np.float32), np.zeros((0, size, size), np.float32)
         return torch.cat(scores).numpy(), torch.cat(maps)[:, 0].numpy()
+
+    def _predict_tiled(self, batch: NativeBatch) -> Tuple[np.ndarray, np.ndarray]:
+        """Score each image window by window at native resolution and stitch the maps."""
+        sizes = sorted({tuple(img.shape[:2]) for img in batch.images})
+        if len(sizes) > 1:
+            raise ValueError(f"a tiled model predicts images of one size per call, got sizes {sizes}; "
+                             "predict them one at a time")
+        tiling, pre, device = self.tiling_, self.preprocess, self.device_
+        scores, maps = [], []
+        for img in batch.images:
+            height, width = img.shape[:2]
+            stitcher = Stitcher(tiling, height, width)
+            pending: List[Tuple[int, int, torch.Tensor]] = []
+
+            def flush() -> None:
+                x = torch.stack([t for _, _, t in pending]).to(device)
+                _, m = self._predict_tensor(x)
+                m = m.float()
+                if m.shape[-1] != tiling.size:
+                    m = torch.nn.functional.interpolate(m, size=(tiling.size, tiling.size), mode="bilinear",
+                                                        align_corners=False)
+                for (top, left, _), amap in zip(pending, m[:, 0].cpu().numpy()):
+                    stitcher.add(amap, top, left)
+                pending.clear()
+
+            for top, left, window, _ in tiling.tiles(img):
+                pending.append((top, left, pre(window)))
+                if len(pending) == self.batch_size:
+                    flush()
+            if pending:
+                flush()
+            full = torch.from_numpy(stitcher.result())
+            scores.append(float(self.map_image_scores(full[None, None], torch.ones((1, height, width), dtype=torch.bool))[0]))
+            maps.append(full.numpy())
+        if not maps:
+            return np.zeros(0, np.float32), np.zeros((0, 0, 0), np.float32)
+        return np.asarray(scores, np.float32), np.stack(maps)
+
+    def _predict_valid(self, images: torch.Tensor, valid: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
+        """Like ``_predict_tensor``, with the image score computed on the ``valid`` pixels only
+        (N x S x S bool). With every pixel valid it must equal ``_predict_tensor``; methods
+        whose score is not a function of the map override it (PatchCore)."""
+        _, maps = self._predict_tensor(images)
+        return self.map_image_scores(maps, valid), maps
+
+    def map_image_scores(self, maps: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
+        """The method's image score read off N x 1 x H x W maps, over the ``valid`` pixels:
+        their maximum (PRN overrides it with its top-k mean)."""
+        return maps[:, 0].masked_fill(~valid, float("-inf")).flatten(1).amax(dim=1)
 
     def _fit(self, paths: List[Path], progress: bool) -> None:
         raise NotImplementedError

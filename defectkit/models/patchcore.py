@@ -14,7 +14,7 @@ from typing import Any, Dict, List, Tuple
 import torch
 
 from ..features import check_aggregation, fuse_stages, upsample_maps
-from .base import AnomalyModel
+from .base import AnomalyModel, patch_centres
 from .registry import register_method
 from .components.bounds import check_bounds, check_patch_size
 from .components.coreset import greedy_coreset
@@ -96,13 +96,19 @@ class PatchCore(AnomalyModel):
         return index
 
     def _predict_tensor(self, images: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
+        return self._predict_valid(images, None)
+
+    def _predict_valid(self, images: torch.Tensor, valid) -> Tuple[torch.Tensor, torch.Tensor]:
+        """Maps and reweighted-max image scores; with ``valid`` (N x S x S bool) the image
+        score is taken over the patches whose centre is a real pixel."""
         feats = self.patch_features(self.feature_extractor(self.strides).run_backbone(images))
         n, h, w, d = feats.shape
         flat = feats.reshape(-1, d)
         dist, nn_idx = self.index_.search(flat, k=1)
         patch_scores = dist[:, 0].reshape(n, h * w)
         maps = upsample_maps(patch_scores.reshape(n, 1, h, w), self.preprocess.output_size, self.blur_sigma)
-        image_scores = self.reweighted_max(flat.reshape(n, h * w, d), patch_scores, nn_idx[:, 0].reshape(n, h * w))
+        ranked = patch_scores if valid is None else patch_scores.masked_fill(~patch_centres(valid, h, w), float("-inf"))
+        image_scores = self.reweighted_max(flat.reshape(n, h * w, d), ranked, nn_idx[:, 0].reshape(n, h * w))
         return image_scores, maps
 
     def reweighted_max(self, feats: torch.Tensor, patch_scores: torch.Tensor, nn_idx: torch.Tensor) -> torch.Tensor:

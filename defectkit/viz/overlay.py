@@ -48,6 +48,17 @@ def to_uint8_rgb(image) -> np.ndarray:
     return np.ascontiguousarray(a[..., :3])
 
 
+def display_images(batch) -> List[np.ndarray]:
+    """The images of a model batch as H x W x 3 uint8, on the grid of their maps: the
+    preprocessed (padded) images of an ``ImageBatch`` or a tensor, the full-resolution
+    images of a ``NativeBatch`` (tiled models)."""
+    if hasattr(batch, "boxes"):
+        batch = batch.images
+    elif hasattr(batch, "images") and isinstance(batch.images, list):
+        return [to_uint8_rgb(a) for a in batch.images]
+    return [to_uint8_rgb(t) for t in batch]
+
+
 def _resize_float(a: np.ndarray, hw: Tuple[int, int]) -> np.ndarray:
     if a.shape == hw:
         return a.astype(np.float32)
@@ -164,23 +175,33 @@ def select_examples(result, limit: int = 6) -> List[int]:
 def write_example_overlays(result, preprocess, folder: Union[str, Path], limit: int = 6) -> List[Dict[str, str]]:
     """Overlays (image | map, ground truth outlined) of a few test images worth looking at.
 
+    ``preprocess``: the model (its ``load_inputs`` gives the images on the maps' grid) or
+    a ``Preprocess``.
     ``result`` is an ``evaluation.EvaluationResult``; images are chosen by
     ``select_examples`` and drawn on one colour scale (min..max of all
     test maps) so their heat can be compared. Returns ``{"image", "caption"}`` dicts
     for ``report.write_report``.
     """
-    from ..data.batches import load_images
     if limit <= 0 or result.n_images == 0:
         return []
     picks = select_examples(result, limit)
-    images, _, _ = load_images([result.samples[i] for i in picks], preprocess, on_error="raise")
+    if hasattr(preprocess, "load_inputs"):  # a model: its own inputs (padded, or full-resolution when tiled)
+        loaded, _, _ = preprocess.load_inputs([result.samples[i] for i in picks], on_error="raise")
+        images = display_images(loaded)
+    else:
+        from ..data.batches import load_images
+
+        images = display_images(load_images([result.samples[i] for i in picks], preprocess, on_error="raise")[0])
     vmin, vmax = float(np.min(result.maps)), float(np.max(result.maps))
     thr = result.metrics.get("image_f1_threshold")
     out = []
     for k, (i, img) in enumerate(zip(picks, images)):
         s = result.samples[i]
-        mask = result.masks[i] if result.masks is not None else None
-        path = save_overlay(Path(folder) / f"{k:02d}_{s.defect_type}_{s.path.stem}.png", img, result.maps[i],
+        amap, mask = result.maps[i], result.masks[i] if result.masks is not None else None
+        h, w = img.shape[:2]
+        amap = amap[:h, :w]  # maps of several sizes share one padded grid
+        mask = None if mask is None else mask[:h, :w]
+        path = save_overlay(Path(folder) / f"{k:02d}_{s.defect_type}_{s.path.stem}.png", img, amap,
                             vmin, vmax, mask=mask, with_original=True)
         verdict = "" if thr is None else (" -> flagged" if result.scores[i] >= thr else " -> passed")
         out.append({"image": str(path), "caption": f"{s.defect_type}/{s.path.name}: score {result.scores[i]:.4g}{verdict}"})

@@ -34,7 +34,6 @@ import torch.nn.functional as F
 from ...data.batches import load_images, load_masks
 from ...data.samples import Sample
 from ...data.seen_anomalies import seen_file_names, seen_from_folder
-from ...data.splits import split_validation
 from ...synth.textures import resolve_textures
 from ...synth.validation import builtin_anomalies
 from ...utils.images import to_uint8
@@ -180,11 +179,17 @@ class PRN(AnomalyModel):
 
         The seen defects' file names are recorded in ``fit_info_["seen_anomalies"]``.
         """
-        self._seen = resolve_seen(seen)
+        given = resolve_seen(seen)
+        # A tiled model learns from the windows of each defect that hold defect pixels.
+        self._seen = self.tile_samples(given) if self.tiling_ is not None else given
         try:
-            return super().fit(train_data, progress)
+            super().fit(train_data, progress)
         finally:
             self._seen = []
+        if self.tiling_ is not None and given:
+            self.fit_info_["seen_anomalies"] = seen_file_names(given)
+            self.fit_info_["seen_tiles"] = len(self.tile_samples(given))
+        return self
 
     # ---- features ------------------------------------------------------------------------
     def _normalise(self, feats: Dict[int, torch.Tensor]) -> Dict[int, torch.Tensor]:
@@ -209,6 +214,12 @@ class PRN(AnomalyModel):
     def _score(self, feats: Dict[int, torch.Tensor]) -> Tuple[torch.Tensor, torch.Tensor]:
         maps = torch.sigmoid(self._logits(feats))
         return top_k_mean(maps, self.top_k), maps
+
+    def map_image_scores(self, maps: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
+        """PRN's image score (mean of the ``top_k`` largest map values) over valid pixels only."""
+        flat = maps[:, 0].masked_fill(~valid, float("-inf")).flatten(1)
+        k = max(1, min(self.top_k, int(valid.flatten(1).sum(1).min())))
+        return flat.topk(k, dim=1).values.mean(1)
 
     def _predict_tensor(self, images: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
         self.network_.eval()
@@ -267,7 +278,7 @@ class PRN(AnomalyModel):
     # ---- training ------------------------------------------------------------------------
     def _fit(self, paths: List[Path], progress: bool) -> None:
         t0 = time.perf_counter()
-        train_idx, val_idx = split_validation(len(paths), self.val_fraction, self.seed)
+        train_idx, val_idx = self.validation_split(len(paths))
         train_paths = [paths[i] for i in train_idx]
         extractor = self.feature_extractor(self._stages)
         normal = extractor(train_paths)

@@ -27,10 +27,9 @@ import numpy as np
 import torch
 
 from ...data.batches import load_images
-from ...data.splits import split_validation
 from ...features import SeparableUpsampler, check_aggregation, fuse_stages
 from ...synth.validation import VISIBLE_CHANGE, builtin_anomalies, library_anomalies
-from ..base import AnomalyModel
+from ..base import AnomalyModel, patch_centres
 from ..components.bounds import check_bounds, check_patch_size
 from ..components.training import check_loop_params, train_epochs
 from ..components.validation import subsample, validation_scores
@@ -181,12 +180,18 @@ class SimpleNet(AnomalyModel):
         self.__dict__.pop("_head", None)
 
     # ---- scoring -------------------------------------------------------------------------
-    def _score_features(self, feats: torch.Tensor, head: FusedHead) -> Tuple[torch.Tensor, torch.Tensor]:
-        """N x C x h x w local features -> (N image scores, N x 1 x S x S smoothed maps)."""
+    def _score_features(self, feats: torch.Tensor, head: FusedHead, valid=None) -> Tuple[torch.Tensor, torch.Tensor]:
+        """N x C x h x w local features -> (N image scores, N x 1 x S x S smoothed maps).
+        With ``valid`` (N x S x S bool) the image score is taken over real pixels only."""
         patch = head(feats)
         maps = _UPSAMPLER(patch, self.preprocess.output_size, self.blur_sigma)
         if self.image_score == "patch_max":
-            scores = patch.flatten(1).amax(dim=1)
+            flat = patch.flatten(1)
+            if valid is not None:
+                flat = flat.masked_fill(~patch_centres(valid, patch.shape[-2], patch.shape[-1]), float("-inf"))
+            scores = flat.amax(dim=1)
+        elif valid is not None:
+            scores = self.map_image_scores(maps, valid)
         else:
             scores = maps.flatten(1).amax(dim=1)
         return scores, maps
@@ -207,6 +212,10 @@ class SimpleNet(AnomalyModel):
     def _predict_tensor(self, images: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
         feats = self.patch_features(self.feature_extractor(self.strides).run_backbone(images))
         return self._score_features(feats, self.head_)
+
+    def _predict_valid(self, images: torch.Tensor, valid: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
+        feats = self.patch_features(self.feature_extractor(self.strides).run_backbone(images))
+        return self._score_features(feats, self.head_, valid)
 
     # ---- training ------------------------------------------------------------------------
     def _validation_set(self, val_paths: List[Path], extractor) -> Dict[str, Any]:
@@ -254,7 +263,7 @@ class SimpleNet(AnomalyModel):
 
     def _fit(self, paths: List[Path], progress: bool) -> None:
         t0 = time.perf_counter()
-        train_idx, val_idx = split_validation(len(paths), self.val_fraction, self.seed)
+        train_idx, val_idx = self.validation_split(len(paths))
         extractor = self.feature_extractor(self.strides)
         feats = self.patch_features(extractor([paths[i] for i in train_idx]))
         val = self._validation_set([paths[i] for i in val_idx], extractor) if val_idx is not None else None
