@@ -126,17 +126,17 @@ def build_dagm(root: Path, name: str = "Class1") -> Path:
     return cat
 
 
-def build_loco(root: Path, name: str = "juice_bottle") -> Path:
+def build_loco(root: Path, name: str = "juice_bottle", size: Tuple[int, int] = SIZE) -> Path:
     """MVTec LOCO AD: train/good, validation/good, test/{good,logical_anomalies,structural_anomalies},
     ground_truth/<defect>/<stem>/000.png ... (test/logical_anomalies/000.png has two mask files)."""
     cat = root / name
     for i in range(3):
-        image(cat / "train" / "good" / f"{i:03d}.png")
-    image(cat / "validation" / "good" / "000.png")
-    image(cat / "test" / "good" / "000.png")
-    image(cat / "test" / "logical_anomalies" / "000.png")
-    mask(cat / "ground_truth" / "logical_anomalies" / "000" / "000.png", box=(1, 1, 4, 4))
-    mask(cat / "ground_truth" / "logical_anomalies" / "000" / "001.png", box=(10, 8, 14, 12))
-    image(cat / "test" / "structural_anomalies" / "000.png")
-    mask(cat / "ground_truth" / "structural_anomalies" / "000" / "000.png")
+        image(cat / "train" / "good" / f"{i:03d}.png", size)
+    image(cat / "validation" / "good" / "000.png", size)
+    image(cat / "test" / "good" / "000.png", size)
+    image(cat / "test" / "logical_anomalies" / "000.png", size)
+    mask(cat / "ground_truth" / "logical_anomalies" / "000" / "000.png", size, box=(1, 1, 4, 4))
+    mask(cat / "ground_truth" / "logical_anomalies" / "000" / "001.png", size, box=(10, 8, 14, 12))
+    image(cat / "test" / "structural_anomalies" / "000.png", size)
+    mask(cat / "ground_truth" / "structural_anomalies" / "000" / "000.png", size)
     return cat

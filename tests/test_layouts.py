@@ -156,7 +156,7 @@ def test_loco_logical_and_structural_are_scored_apart(tmp_path, capsys):
     from defectkit.cli import main
 
     torch.set_num_threads(1)
-    cat = mini.build_loco(tmp_path / "loco")
+    cat = mini.build_loco(tmp_path / "loco", size=(48, 32))  # models need 32 px or more
     model = tmp_path / "loco.pt"
     small = ["--image-size", "32", "--no-cache", "--device", "cpu"]
     assert main(["train", "--data", str(cat), "--out", str(model), "--resize", "keep"] + small) == 0
