@@ -25,6 +25,7 @@ from ..data.seen_anomalies import draw_seen_anomalies, seen_file_names, seen_fro
 from ..models.factory import build_model, check_seen_supported, resolve_variants, variant_params
 from .environment import environment_info, peak_rss_mb
 from .evaluate import evaluate_model, throughput_pair
+from .predict import slug
 from .results import THROUGHPUT_IMAGES, write_results
 
 PathLike = Union[str, Path]
@@ -49,12 +50,13 @@ def _seen_and_test(dataset, seed: int, seen_anomalies: int, seen_dir: Optional[P
 
 def run_one(method, dataset, data_path, backbone, seed, *, weights, image_size, crop_size, device, batch_size,
             cache_dir, use_cache, method_params, methods, progress, env, seen_anomalies: int = 0,
-            seen_dir: Optional[PathLike] = None) -> Dict[str, Any]:
+            seen_dir: Optional[PathLike] = None, run_dir: Optional[PathLike] = None) -> Dict[str, Any]:
     """Fit one model on ``dataset.train`` (plus seen anomalies) and score it on the test set -> one row.
 
     ``method`` is a method spec (``prn`` or ``prn[use_mf=False]``); ``methods`` are the
     method names of the whole benchmark (to check ``method_params``). With seen
     anomalies drawn from the test set, evaluation and throughput use the reduced test set.
+    With ``run_dir`` the run's own folder and page are written there (engine/test_run.py).
     """
     variant = method.strip()
     name, params = variant_params(variant, method_params, methods)
@@ -118,6 +120,11 @@ def run_one(method, dataset, data_path, backbone, seed, *, weights, image_size, 
         "timestamp": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
     }
     row["_fit_info"] = {k: v for k, v in model.fit_info_.items() if isinstance(v, (int, float, str, bool, list))}
+    if run_dir is not None:
+        from .test_run import write_test_run
+
+        title = f"defectkit benchmark run: {variant} on {dataset.name}, seed {seed}"
+        write_test_run(model, result, Path(run_dir), title, extra={"data": str(data_path), "seed": int(seed)})
     return row
 
 
@@ -140,6 +147,7 @@ def run_benchmark(
     command: Optional[str] = None,
     seen_anomalies: int = 0,
     seen_dir: Optional[PathLike] = None,
+    run_pages: bool = False,
 ) -> List[Dict[str, Any]]:
     """Fit and evaluate every method x category x seed; returns one row dict per run.
 
@@ -162,6 +170,9 @@ def run_benchmark(
     seen=...)`` and removed from the test set, so every metric is on the reduced test
     set; the names go to column ``seen_files`` and to ``seen_anomalies.json``.
     ``seen_dir``: the user's own annotated defects instead (test set unchanged).
+    ``run_pages`` (needs ``out_dir``): every run also writes its own folder and page under
+    ``out_dir/runs/<variant>-<category>-seed<seed>/`` (column ``run_page``), linked from
+    benchmark.html.
     """
     seeds = [int(s) for s in seeds]
     if not list(methods):
@@ -200,20 +211,26 @@ def run_benchmark(
     for _, name, params in variants:  # parameter values checked now, not after a first run
         build_model(name, params, backbone=backbone, weights=weights, image_size=image_size, crop_size=crop_size,
                     device=device, batch_size=batch_size, cache_dir=cache_dir, use_cache=use_cache)
+    if run_pages and out is None:
+        raise ValueError("run pages need an output folder (out_dir)")
     env = environment_info(device)
     rows: List[Dict[str, Any]] = []
     runs = [(v, p, ds, s) for v, _, _ in variants for p, ds in datasets for s in seeds]
     bar = tqdm(runs, desc="benchmark", unit="run", disable=not progress)
     for variant, path, ds, seed in bar:
         bar.set_postfix_str(f"{variant} {ds.name} seed {seed}")
+        page_dir = Path("runs") / slug(f"{variant}-{ds.name}-seed{seed}") if run_pages else None
         rows.append(
             run_one(
                 variant, ds, path, backbone, seed, weights=weights, image_size=image_size, crop_size=crop_size,
                 device=device, batch_size=batch_size, cache_dir=cache_dir, use_cache=use_cache,
                 method_params=method_params, methods=names, progress=progress, env=env,
                 seen_anomalies=seen_anomalies, seen_dir=seen_dir,
+                run_dir=None if page_dir is None else out / page_dir,
             )
         )
+        if page_dir is not None:
+            rows[-1]["run_page"] = (page_dir / "report.html").as_posix()
         if out is not None:
             write_results(out, rows, env=env, seeds=seeds, command=command)
     bar.close()

@@ -1,7 +1,11 @@
 """A test run: evaluate a model on a labelled set, then write what a person reads.
 
-Shared by ``defectkit test`` and ``defectkit demo``: metrics, a per-image CSV, overlays of
-example images and the report, all from one ``evaluate_model`` call.
+Shared by ``defectkit test``, ``defectkit demo`` and benchmarks with run pages: one
+``evaluate_model`` call, then ``write_test_run`` writes the run's folder --
+``per_image.csv``, ``metrics.json``, overlays of the worst false alarms, the worst
+escapes and a few examples (``overlays/``), ``run.json`` (engine/run_record.py) -- and
+builds the page from those files (engine/report.py), exactly as ``defectkit report``
+rebuilds it later.
 """
 
 from __future__ import annotations
@@ -9,13 +13,22 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Dict, List, Sequence, Tuple
+from typing import Any, Dict, List, Optional, Sequence, Tuple
+
+import numpy as np
 
 from ..data.seen_anomalies import seen_file_names
-from ..viz.overlay import write_example_overlays
-from ..viz.report import write_report
-from .environment import environment_info
+from ..utils.atomic import atomic_write_text
+from ..viz.overlay import save_overlay, select_examples
+from .breakdown import per_defect_type
+from .curves import pixel_curves
 from .evaluate import EvaluationResult, evaluate_model, write_per_image_csv
+from .report import write_run_report
+from .run_record import build_record, deployed_threshold, run_params, write_record
+from .worst_cases import worst_cases
+
+#: Overlays per gallery (worst false alarms, worst escapes) by default.
+GALLERY_SIZE = 6
 
 
 @dataclass
@@ -26,19 +39,7 @@ class TestRun:
     report: Path
     per_image_csv: Path
     metrics_json: Path
-
-
-def model_params(model) -> Dict[str, Any]:
-    """The model's parameters, fit summary, versions and machine, as the report shows them."""
-    params: Dict[str, Any] = {"method": model.method}
-    params.update(model.get_params())
-    params.pop("cache_dir", None)
-    params["resolution"] = model.preprocess.output_size
-    params["fit_info"] = dict(getattr(model, "fit_info_", {}))
-    env = environment_info(model.device_)
-    params["versions"] = {k: env[k] for k in ("defectkit_version", "torch_version", "numpy_version", "python_version")}
-    params["machine"] = env["machine"]
-    return params
+    run_json: Optional[Path] = None
 
 
 def unseen_test_set(model, dataset) -> Tuple[List, List[str]]:
@@ -61,19 +62,73 @@ def unseen_test_set(model, dataset) -> Tuple[List, List[str]]:
     return kept, notes
 
 
-def run_test(model, test_samples: Sequence, out: Path, title: str, n_examples: int = 6,
-             extra: Dict[str, Any] = None, progress: bool = True) -> TestRun:
-    """Evaluate, then write per_image.csv, metrics.json, overlays and the report into ``out``."""
+def _mask_list(result: EvaluationResult) -> Optional[List[Optional[np.ndarray]]]:
+    """Ground truth per image, None for a defective image without a mask (as evaluate_model scored it)."""
+    if result.masks is None:
+        return None
+    return [None if (s.label == 1 and s.mask_path is None) else result.masks[i] for i, s in enumerate(result.samples)]
+
+
+def _write_overlays(result: EvaluationResult, preprocess, folder: Path, picks: Dict[str, List[int]]) -> Dict[str, List[Dict[str, Any]]]:
+    """Image | map overlays (ground truth outlined) of the picked images, one colour scale for all."""
+    from ..data.batches import load_images
+
+    wanted = sorted({i for idx in picks.values() for i in idx})
+    if not wanted:
+        return {k: [] for k in picks}
+    images, _, _ = load_images([result.samples[i] for i in wanted], preprocess, on_error="raise")
+    image_of = dict(zip(wanted, images))
+    vmin, vmax = float(np.min(result.maps)), float(np.max(result.maps))
+    out: Dict[str, List[Dict[str, Any]]] = {}
+    for kind, idx in picks.items():
+        items = []
+        for k, i in enumerate(idx):
+            s = result.samples[i]
+            mask = result.masks[i] if result.masks is not None else None
+            name = f"{kind}_{k:02d}_{s.defect_type}_{s.path.stem}.png"
+            save_overlay(folder / name, image_of[i], result.maps[i], vmin, vmax, mask=mask, with_original=True)
+            items.append({"index": int(i), "path": str(s.path), "defect_type": s.defect_type, "label": int(s.label),
+                          "score": float(result.scores[i]), "overlay": f"{folder.name}/{name}"})
+        out[kind] = items
+    return out
+
+
+def write_test_run(model, result: EvaluationResult, out: Path, title: str, n_examples: int = 6,
+                   extra: Optional[Dict[str, Any]] = None, gallery_size: int = GALLERY_SIZE) -> TestRun:
+    """Write the run's folder ``out`` from an evaluation, then its page (report.html, report.md)."""
     out = Path(out)
-    result = evaluate_model(model, test_samples, progress=progress)
     out.mkdir(parents=True, exist_ok=True)
     csv_path = write_per_image_csv(result, out / "per_image.csv")
-    metrics_path = out / "metrics.json"
-    metrics_path.write_text(json.dumps(result.metrics, indent=1) + "\n")
-    examples = write_example_overlays(result, model.preprocess, out / "overlays", limit=n_examples)
-    params = dict(extra or {})
-    params.update(model_params(model))
-    params["test_images"] = result.n_images
-    params["infer_ms_per_image"] = result.infer_ms_per_image
-    report = write_report(out, title, result.metrics, result.rows, examples, params)
-    return TestRun(result, report, csv_path, metrics_path)
+    metrics_path = atomic_write_text(out / "metrics.json", json.dumps(result.metrics, indent=1) + "\n")
+    threshold = deployed_threshold(getattr(model, "thresholds_", None), result.metrics)
+    labels = np.array([s.label for s in result.samples])
+    types = [s.defect_type for s in result.samples]
+    masks = _mask_list(result)
+    per_type = per_defect_type(labels, result.scores, types, masks, result.maps if masks is not None else None)
+    curves = None
+    if masks is not None:
+        keep = [i for i, m in enumerate(masks) if m is not None]
+        curves = pixel_curves(result.masks[keep], result.maps[keep])
+    worst = worst_cases(labels, result.scores, threshold["image"], gallery_size)
+    picks = {"false_alarm": worst["false_alarms"]["indices"], "escape": worst["escapes"]["indices"],
+             "example": select_examples(result, n_examples) if n_examples > 0 else []}
+    drawn = _write_overlays(result, model.preprocess, out / "overlays", picks)
+    overlays = {
+        "vmin": float(np.min(result.maps)), "vmax": float(np.max(result.maps)),
+        "false_alarms": {"n": worst["false_alarms"]["n"], "nearest": worst["false_alarms"]["nearest"],
+                         "items": drawn["false_alarm"]},
+        "escapes": {"n": worst["escapes"]["n"], "nearest": worst["escapes"]["nearest"], "items": drawn["escape"]},
+        "examples": {"n": len(drawn["example"]), "nearest": False, "items": drawn["example"]},
+    }
+    record = build_record(title, result.metrics, per_type, threshold, curves, overlays,
+                          run_params(model, result, extra), result.n_images)
+    run_json = write_record(out, record)
+    report = write_run_report(out)
+    return TestRun(result, report, csv_path, metrics_path, run_json)
+
+
+def run_test(model, test_samples: Sequence, out: Path, title: str, n_examples: int = 6,
+             extra: Dict[str, Any] = None, progress: bool = True) -> TestRun:
+    """Evaluate, then write the run's folder and page into ``out`` (``write_test_run``)."""
+    result = evaluate_model(model, test_samples, progress=progress)
+    return write_test_run(model, result, Path(out), title, n_examples, extra)
