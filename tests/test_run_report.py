@@ -193,11 +193,15 @@ def test_a_stored_threshold_starts_the_page(tiny, tmp_path):
     root, data, model, run = tiny
     scores = run.result.scores
     model.thresholds_ = Thresholds(image=float(np.median(scores)), rule="fpr", fpr=0.01, source="validation")
+    stale = tmp_path / "stored" / "overlays" / "escape_17_hole_999.png"  # left by an earlier run in the folder
+    stale.parent.mkdir(parents=True)
+    stale.write_bytes(b"old")
     try:
         stored = write_test_run(model, run.result, tmp_path / "stored", "stored")
     finally:
         model.thresholds_ = None
     rec = json.loads((tmp_path / "stored" / "run.json").read_text())
+    assert not stale.exists()
     assert rec["threshold"]["origin"] == "model" and rec["threshold"]["image"] == float(np.median(scores))
     html = stored.report.read_text()
     assert "stored threshold" in html and "1 % of the held-out normal images" in html and "display only" not in html.split('id="threshold-origin"')[1][:400]

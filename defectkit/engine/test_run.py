@@ -73,6 +73,9 @@ def _write_overlays(result: EvaluationResult, preprocess, folder: Path, picks: D
     """Image | map overlays (ground truth outlined) of the picked images, one colour scale for all."""
     from ..data.batches import load_images
 
+    for kind in picks:  # a replaced run (--force) must not leave overlays of the old one behind
+        for stale in folder.glob(f"{kind}_[0-9][0-9]_*.png"):
+            stale.unlink()
     wanted = sorted({i for idx in picks.values() for i in idx})
     if not wanted:
         return {k: [] for k in picks}

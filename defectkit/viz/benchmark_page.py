@@ -70,10 +70,12 @@ def render_benchmark_page(view: Mapping[str, Any]) -> str:
     """The HTML of a benchmark's page."""
     env = view["env"]
     n_runs = len(view["runs"])
+    n_models = len(view["models"])
+    n_cats = len([c for c in view["categories"] if c != "mean"])
     linked = sum(1 for r in view["runs"] if r.get("run_page"))
     parts = [
-        f"<header><h1>{esc(view['title'])}</h1><p class=\"sub\">{n_runs} runs: {len(view['models'])} methods x "
-        f"{len([c for c in view['categories'] if c != 'mean'])} categories x seeds "
+        f"<header><h1>{esc(view['title'])}</h1><p class=\"sub\">{n_runs} runs: {n_models} "
+        f"method{'s' if n_models != 1 else ''} x {n_cats} categor{'ies' if n_cats != 1 else 'y'} x seeds "
         f"{esc(', '.join(str(s) for s in view['seeds']))}</p></header>",
         '<nav><a href="#tables">Methods x categories</a><a href="#costs">Training time and throughput</a>'
         '<a href="#runs">Runs</a><a href="#conditions">Conditions</a></nav>',
@@ -81,9 +83,10 @@ def render_benchmark_page(view: Mapping[str, Any]) -> str:
         "(ddof=1) over seeds, in percent; a single seed shows ± 0.0. The \"mean\" column averages over "
         "categories within each seed first. Nothing is chosen on the test set.</p>",
     ]
+    parts.append('<div class="params">')
     for metric in view["metrics"]:
-        parts.append(f"<h3>{esc(METRIC_NAMES.get(metric, metric))}</h3>{_matrix(view, metric)}")
-    parts.append("</section>")
+        parts.append(f"<div><h3>{esc(METRIC_NAMES.get(metric, metric))}</h3>{_matrix(view, metric)}</div>")
+    parts.append("</div></section>")
     parts.append('<section id="costs"><h2>Training time and throughput</h2><div class="plots">')
     for ch in view["charts"]:
         svg = plots.bar_chart(ch["groups"], ch["series"], ch["ylabel"], ch["title"], ch["id"])

@@ -137,8 +137,8 @@ def histogram_plot(scores: Sequence[float], labels: Sequence[int], threshold: fl
     ax.axvline(threshold, color=THRESHOLD_COLOUR, lw=1.5, ls="--", label=threshold_label)
     pad = 0.02 * (hi - lo)
     ax.set_xlim(lo - pad, hi + pad)
-    ax.legend(loc="upper right", fontsize=8)
-    _finish(ax, "image score", "images", "Image scores")
+    fig.legend(loc="outside upper right", ncols=3, fontsize=8, frameon=False)  # above the bars, never on them
+    _finish(ax, "image score", "images", "")
     geometry = _axes_fraction(fig, ax)
     geometry.update(xmin=float(lo - pad), xmax=float(hi + pad))
     return _svg(fig, "histogram"), geometry
@@ -159,6 +159,8 @@ def bar_chart(groups: Sequence[str], series: Mapping[str, Tuple[Sequence[float],
     if log:
         ax.set_yscale("log")
     if len(series) > 1:
-        ax.legend(fontsize=8)
+        longest = max(len(name) for name in series)
+        fig.legend(loc="outside lower center", ncols=1 if longest > 30 else min(3, len(series)), fontsize=8,
+                   frameon=False)
     _finish(ax, "", ylabel, title)
     return _svg(fig, re.sub(r"[^a-z0-9]+", "-", salt.lower()))
