@@ -168,9 +168,10 @@ def _gallery_section(view: Mapping[str, Any], base: Path) -> str:
         parts.append(f'<div class="gallery" data-gallery="{esc(g["id"])}">')
         for it in g["items"]:
             name = Path(it["path"]).name
-            side = "above" if it["score"] >= t0 else "below"
-            caption = (f"{it['defect_type']}/{name}: score {fmt(it['score'])} ({fmt(abs(it['score'] - t0))} "
-                       f"{side} the threshold)")
+            gap = it["score"] - t0
+            where = "at the threshold" if gap == 0 else f"{fmt(abs(gap))} {'above' if gap > 0 else 'below'} the threshold"
+            caption = (f"{it['defect_type']}/{name}: score {fmt(it['score'])}, {where}: "
+                       f"{'flagged' if gap >= 0 else 'passed'}")
             if it.get("file") is None:
                 parts.append(f"<figure><figcaption>{esc(caption)} (overlay file missing: "
                              f"{esc(str(it.get('overlay')))})</figcaption></figure>")
@@ -199,7 +200,7 @@ def _run_section(view: Mapping[str, Any]) -> str:
     for key, heading in PARAM_GROUPS:
         if isinstance(params.get(key), Mapping) and params[key]:
             tables.append(f"<div><h3>{esc(heading)}</h3>{table(['parameter', 'value'], _flat(params[key]))}</div>")
-    tables.append(f"<div><h3>Machine</h3>{table(['', ''], [('machine', params.get('machine', '-')), ('page built', view.get('created', ''))])}</div>")
+    tables.append(f"<div><h3>Machine</h3>{table(['parameter', 'value'], [('machine', params.get('machine', '-')), ('run written', view.get('created', ''))])}</div>")
     return f'<section id="run"><h2>Run</h2><div class="params">{"".join(tables)}</div></section>'
 
 
