@@ -332,3 +332,11 @@ def test_benchmark_page_tables_charts_and_links(tmp_path):
     (tmp_path / "results.json").write_text(json.dumps({"rows": []}))
     with pytest.raises(ValueError, match="results.json holds no result rows"):
         benchmark_page_from_dir(tmp_path, overwrite=True)
+
+
+def test_run_pages_need_an_output_folder(tmp_path):
+    from defectkit.engine.benchmark import run_benchmark
+
+    data = make_demo_dataset(tmp_path / "data", seed=1, n_train=2, n_test_good=1, n_test_defect=3, size=64)
+    with pytest.raises(ValueError, match="output folder"):
+        run_benchmark(["patchcore"], [data], seeds=[0], image_size=64, device="cpu", progress=False, run_pages=True)
