@@ -165,7 +165,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--examples", type=int, default=6, help="overlay examples in the report (default 6)")
     _add_strict_option(p)
     _add_layout_option(p)
+    p.add_argument("--force", action="store_true", help="replace the run in an existing --out folder")
     p.set_defaults(func=cmd_test)
+
+    p = sub.add_parser("report", parents=[dbg], help="rebuild the HTML page of a saved test run or benchmark",
+                       description="Rebuild report.html of a `defectkit test` output folder (from run.json, "
+                       "per_image.csv and overlays/), or benchmark.html of a benchmark folder (from results.json).")
+    p.add_argument("run_dir", metavar="RUN_DIR", help="output folder of `defectkit test` or `defectkit benchmark`")
+    p.add_argument("--out", metavar="FILE", help="page to write (default RUN_DIR/report.html or RUN_DIR/benchmark.html)")
+    p.add_argument("--force", action="store_true", help="replace an existing page")
+    p.set_defaults(func=cmd_report)
 
     p = sub.add_parser("predict", parents=[run_loaded, dbg], help="score new images with a saved model",
                        description="Score images (files and/or folders) with a saved model; unreadable files are "
@@ -193,6 +202,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--cache", action="store_true", help="reuse cached backbone features across runs (faster; "
                    "train_seconds then excludes feature extraction for cached images)")
     _add_layout_option(p)
+    p.add_argument("--run-pages", action="store_true", help="also write every run's own folder and page under "
+                   "OUT/runs/ (linked from benchmark.html)")
     _add_seen_options(p, " per category and seed (names in seen_anomalies.json)", "--seeds")
     p.set_defaults(func=cmd_benchmark)
 
@@ -363,6 +374,10 @@ def cmd_test(args) -> int:
     dataset = load_dataset(args.data, layout=args.layout)
     out = Path(args.out or Path("runs") / f"test-{slug(Path(args.model).stem)}-{_stamp()}")
     title = f"defectkit test: {model.method} on {dataset.name}"
+    if not args.force:
+        for name in ("run.json", "report.html"):
+            if (out / name).exists():
+                raise FileExistsError(f"{out / name} already exists; pass --force to replace the run or choose another --out")
     test, notes = unseen_test_set(model, dataset)
     for line in notes:
         print(line)
@@ -373,6 +388,14 @@ def cmd_test(args) -> int:
                    groups=getattr(dataset, "defect_groups", None))
     _print_test_run(run, model)
     print(f"report: {run.report}")
+    return 0
+
+
+def cmd_report(args) -> int:
+    from .engine.report import write_page
+
+    path = write_page(args.run_dir, args.out, overwrite=args.force)
+    print(f"report: {path}")
     return 0
 
 
@@ -412,11 +435,12 @@ def cmd_benchmark(args) -> int:
         method_params=_params(args), progress=True, overwrite=args.force, batch_size=args.batch_size or 8,
         cache_dir=args.cache_dir, use_cache=args.cache and not args.no_cache, command=command,
         seen_anomalies=args.seen_anomalies, seen_dir=args.seen_dir, strict=args.strict, layout=args.layout,
-        resize=args.resize, tile_size=args.tile, tile_overlap=args.tile_overlap,
+        resize=args.resize, tile_size=args.tile, tile_overlap=args.tile_overlap, run_pages=args.run_pages,
     )
     print(format_table(summarise(rows)))
     print(f"results: {out / 'results.csv'}")
     print(f"summary: {out / 'summary.md'}")
+    print(f"page: {out / 'benchmark.html'}")
     if (out / "seen_anomalies.json").exists():
         print(f"seen anomalies: {out / 'seen_anomalies.json'} (metrics on the reduced test set)"
               if args.seen_anomalies else f"seen anomalies: {out / 'seen_anomalies.json'}")

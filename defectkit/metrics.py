@@ -23,6 +23,11 @@ __all__ = [
     "pixel_ap",
     "f1_max",
     "evaluate",
+    "roc_curve",
+    "pr_curve",
+    "pro_curve",
+    "pixel_curves",
+    "confusion_at",
 ]
 
 # 8-connectivity inside each image, never across images: a (3, 3, 3) structure whose
@@ -150,17 +155,13 @@ def _label_regions(masks: np.ndarray) -> tuple[np.ndarray, int]:
     return regions, int(n_regions)
 
 
-def _aupro_from_ranking(
-    ranking: _Ranking, regions: np.ndarray, n_regions: int, fpr_limit: float
-) -> float:
-    """Exact AUPRO from the shared ranking.
+def _pro_points(ranking: _Ranking, regions: np.ndarray, n_regions: int) -> tuple[np.ndarray, np.ndarray]:
+    """(FPR, PRO) at (0, 0) and then at every distinct threshold, descending, ending at (1, 1).
 
     PRO(t) = 1/R sum_r |{p in r: s_p >= t}| / |r| = sum over anomalous pixels with
     s_p >= t of 1 / (R |r(p)|), so PRO is a cumulative sum of per-pixel weights,
     read at each tie group's end, exactly like the FPR.
     """
-    if not 0.0 < fpr_limit <= 1.0:
-        raise ValueError(f"fpr_limit must be in (0, 1], got {fpr_limit}")
     if n_regions == 0:
         raise ValueError("AUPRO needs at least one anomalous region; all masks are empty")
     region_sorted = regions.ravel()[ranking.order]
@@ -177,7 +178,17 @@ def _aupro_from_ranking(
     # cumsum's rounding so PRO never exceeds 1.
     fpr = np.concatenate(([0.0], fp / n_normal))
     pro = np.concatenate(([0.0], np.minimum(pro, 1.0)))
+    return fpr, pro
 
+
+def _aupro_from_ranking(
+    ranking: _Ranking, regions: np.ndarray, n_regions: int, fpr_limit: float
+) -> float:
+    """Exact AUPRO from the shared ranking: the PRO curve (``_pro_points``) up to
+    ``fpr_limit``, closed there by linear interpolation, trapezoid area / limit."""
+    if not 0.0 < fpr_limit <= 1.0:
+        raise ValueError(f"fpr_limit must be in (0, 1], got {fpr_limit}")
+    fpr, pro = _pro_points(ranking, regions, n_regions)
     # Keep the curve up to fpr_limit, then close it at exactly fpr_limit by linear
     # interpolation between the last point inside and the first point beyond.
     k = int(np.searchsorted(fpr, fpr_limit, side="right"))  # fpr[:k] <= limit
@@ -335,3 +346,99 @@ def evaluate(labels, image_scores, masks=None, maps=None, valid=None) -> dict:
         pixel_f1_threshold=pthr,
     )
     return out
+
+
+# ------------------------------------------------------------------------------ curves
+# The curves behind the scalar metrics, from the same ranking and counts, so a plotted
+# curve and the number printed beside it cannot disagree. Every curve has one point
+# per distinct threshold, in descending threshold order; ROC and PRO start with the
+# point of a threshold above every score (threshold +inf), as scikit-learn's roc_curve.
+def _labels_scores(labels, scores, what: str) -> tuple[np.ndarray, np.ndarray]:
+    y = _as_binary(labels, f"{what} labels")
+    s = _as_scores(scores, f"{what} scores")
+    if y.shape != s.shape:
+        raise ValueError(f"labels shape {y.shape} != scores shape {s.shape}")
+    if y.size == 0:
+        raise ValueError(f"{what} needs at least one sample")
+    return y, s
+
+
+def _roc_from_counts(tps, fps, thresholds) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    _need_both_classes(tps, fps, "a ROC curve")
+    fpr = np.concatenate(([0.0], fps / float(fps[-1])))
+    tpr = np.concatenate(([0.0], tps / float(tps[-1])))
+    return fpr, tpr, np.concatenate(([np.inf], thresholds))
+
+
+def _pr_from_counts(tps, fps, thresholds) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    _need_both_classes(tps, fps, "a precision-recall curve")
+    return tps / (tps + fps), tps / float(tps[-1]), np.asarray(thresholds, dtype=np.float64)
+
+
+def roc_curve(labels, scores) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """-> (fpr, tpr, thresholds): the ROC curve whose trapezoid area is the AUROC.
+
+    Labels and scores of any same shape (image labels and scores, or masks and maps:
+    then it is the pooled pixel curve of P-AUROC). Point k counts ``score >=
+    thresholds[k]`` as positive; point 0 is (0, 0) at threshold +inf, the last is (1, 1).
+    """
+    y, s = _labels_scores(labels, scores, "roc_curve")
+    ranking = _Ranking(s)
+    return _roc_from_counts(*ranking.counts(y), ranking.thresholds)
+
+
+def pr_curve(labels, scores) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """-> (precision, recall, thresholds) at every distinct threshold, descending.
+
+    ``sum((recall[n] - recall[n-1]) * precision[n])`` with recall[-1] = 0 is exactly
+    the average precision (``pixel_ap`` for masks and maps).
+    """
+    y, s = _labels_scores(labels, scores, "pr_curve")
+    ranking = _Ranking(s)
+    return _pr_from_counts(*ranking.counts(y), ranking.thresholds)
+
+
+def pro_curve(masks, maps) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """-> (fpr, pro, thresholds): the whole per-region-overlap curve of ``aupro``.
+
+    From (0, 0) at threshold +inf to (1, 1); ``aupro`` is its area up to the FPR
+    limit, closed there by linear interpolation, divided by the limit.
+    """
+    m, a = _check_pixels(masks, maps)
+    regions, n_regions = _label_regions(m)
+    ranking = _Ranking(a)
+    fpr, pro = _pro_points(ranking, regions, n_regions)
+    return fpr, pro, np.concatenate(([np.inf], ranking.thresholds))
+
+
+def pixel_curves(masks, maps) -> dict:
+    """ROC, PR and PRO curves of the pixel pool from one sort of the pixel scores.
+
+    -> {"roc": (fpr, tpr, thr), "pr": (precision, recall, thr), "pro": (fpr, pro, thr)};
+    "pro" is absent when no mask has a defect region. Masks and maps: N x H x W.
+    """
+    m, a = _check_pixels(masks, maps)
+    ranking = _Ranking(a)
+    tps, fps = ranking.counts(m)
+    out = {"roc": _roc_from_counts(tps, fps, ranking.thresholds), "pr": _pr_from_counts(tps, fps, ranking.thresholds)}
+    regions, n_regions = _label_regions(m)
+    if n_regions:
+        fpr, pro = _pro_points(ranking, regions, n_regions)
+        out["pro"] = (fpr, pro, np.concatenate(([np.inf], ranking.thresholds)))
+    return out
+
+
+def confusion_at(labels, scores, threshold: float) -> dict:
+    """Counts at one threshold, ``score >= threshold`` meaning defective.
+
+    -> {"tp": caught defects, "fn": escapes (defects passed as good), "fp": false
+    alarms (good flagged), "tn": good passed}.
+    """
+    y, s = _labels_scores(labels, scores, "confusion_at")
+    flagged = s >= float(threshold)
+    return {
+        "tp": int(np.sum(flagged & y)),
+        "fn": int(np.sum(~flagged & y)),
+        "fp": int(np.sum(flagged & ~y)),
+        "tn": int(np.sum(~flagged & ~y)),
+    }

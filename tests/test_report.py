@@ -1,4 +1,8 @@
-"""Tests for defectkit.overlay (colours, shapes, contours) and defectkit.report (files, content)."""
+"""Tests for viz.overlay (colours, shapes, contours), viz.report (text tables), viz.html and viz.plots."""
+
+import json
+import re
+import xml.etree.ElementTree as ET
 
 import numpy as np
 import pytest
@@ -6,7 +10,9 @@ import torch
 from PIL import Image
 
 from defectkit.viz.overlay import heatmap_overlay, jet, mask_contour, save_overlay, to_uint8_rgb
-from defectkit.viz.report import metrics_text_table, write_report
+from defectkit.viz import plots
+from defectkit.viz.html import image_data_uri, json_script, table
+from defectkit.viz.report import metrics_text_table
 
 
 def test_jet_endpoints_and_middle():
@@ -58,27 +64,52 @@ def test_save_overlay_with_original(tmp_path):
     assert Image.open(p).size == (32 * 2 + 4, 32)
 
 
-def test_write_report(tmp_path):
-    thumb = save_overlay(tmp_path / "out" / "overlays" / "a.png", np.zeros((8, 8, 3), np.uint8), np.zeros((8, 8)), 0, 1)
-    metrics = {"image_auroc": 0.996, "pixel_auroc": 0.98, "aupro": 0.9, "pixel_ap": 0.5,
-               "image_f1_max": 0.97, "image_f1_threshold": 1.2345}
-    rows = [{"path": "a<b>.png", "defect_type": "good", "label": 0, "score": 0.5, "predicted_label": 1}]
-    params = {"method": "patchcore", "backbone": "efficientnet_lite0", "image_size": 256, "crop_size": None,
-              "seed": 0, "versions": {"torch_version": "2.x"}}
-    html_path = write_report(tmp_path / "out", "Test <run>", metrics, rows,
-                             [{"image": thumb, "caption": "hole & co"}], params)
-    assert html_path == tmp_path / "out" / "report.html"
-    html = html_path.read_text()
-    md = (tmp_path / "out" / "report.md").read_text()
-    for text in (html, md):
-        assert "99.6 %" in text and "1.234" in text and "efficientnet_lite0" in text
-        assert "overlays/a.png" in text and "versions.torch_version" in text and "crop_size" in text
-    assert "Test &lt;run&gt;" in html and "a&lt;b&gt;.png" in html and "hole &amp; co" in html
-    assert 'class="wrong"' in html  # the misclassified row is highlighted
-    assert "<script" not in html and "http" not in html  # self-contained
-    assert "| I-AUROC | 99.6 % |" in md
-
-
 def test_metrics_text_table():
     text = metrics_text_table({"image_auroc": 1.0, "image_f1_threshold": 3.0})
     assert "I-AUROC" in text and "100.0 %" in text and "3" in text
+
+
+def test_plots_are_standalone_svg_with_ids_unique_across_plots():
+    fpr = np.linspace(0, 1, 50)
+    svgs = [
+        plots.roc_plot({"fpr": fpr, "tpr": np.sqrt(fpr)}, {"fpr": fpr, "tpr": fpr ** 0.3}, 0.9, 0.95),
+        plots.pr_plot({"recall": fpr, "precision": 1 - fpr / 2}, {"recall": fpr, "precision": 1 - fpr}, 0.5, 0.8),
+        plots.pro_plot({"fpr": fpr, "pro": np.sqrt(fpr)}, 0.7),
+        plots.histogram_plot(np.r_[np.zeros(5), np.ones(5)], np.r_[np.zeros(5), np.ones(5)], 0.5, "t")[0],
+        plots.bar_chart(["a", "b"], {"m1": ([1.0, 2.0], [0.1, float("nan")]), "m2": ([3.0, None], [0.2, 0.0])},
+                        "s", "Training time", "train"),
+    ]
+    ids = []
+    for svg in svgs:
+        assert svg.startswith("<svg") and "<metadata" not in svg
+        ET.fromstring(svg)  # well-formed on its own
+        own = re.findall(r'\bid="([^"]+)"', svg)
+        refs = re.findall(r'(?:url\(#|href="#)([^)"]+)', svg)
+        assert set(refs) <= set(own)  # every reference points into the same plot
+        ids += own
+    assert len(ids) == len(set(ids))
+    assert "I-AUROC 90.0 %" in svgs[0] and "AUPRO 70.0 %" in svgs[2]  # text stays text
+
+
+def test_histogram_geometry_places_the_threshold_inside_the_axes():
+    svg, g = plots.histogram_plot(np.linspace(0, 1, 20), np.r_[np.zeros(10), np.ones(10)], 2.0, "t")
+    assert 0 < g["x0"] < g["x1"] < 1 and 0 < g["y0"] < g["y1"] < 1
+    assert g["xmin"] < 0 and g["xmax"] > 2.0  # a threshold outside the scores widens the axis
+
+
+def test_json_script_cannot_close_its_tag_and_tables_escape():
+    text = json_script("d", {"a": "</script><b>"})
+    assert text.count("</script>") == 1 and json.loads(text[text.index(">") + 1 : text.rindex("<")]) == {"a": "</script><b>"}
+    with pytest.raises(ValueError):
+        json_script("d", {"a": float("nan")})  # the page's script could not parse NaN
+    assert "&lt;b&gt;" in table(["x"], [["<b>"]])
+
+
+def test_image_data_uri_is_a_small_jpeg(tmp_path):
+    rng = np.random.default_rng(0)
+    Image.fromarray(rng.integers(0, 255, (300, 2000, 3), dtype=np.uint8)).save(tmp_path / "big.png")
+    uri = image_data_uri(tmp_path / "big.png", max_width=500)
+    assert uri.startswith("data:image/jpeg;base64,")
+    import base64, io
+    im = Image.open(io.BytesIO(base64.b64decode(uri.split(",", 1)[1])))
+    assert im.size == (500, 75)

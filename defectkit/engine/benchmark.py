@@ -26,6 +26,7 @@ from ..utils.output import check_output_dir
 from ..utils.progress import progress as progress_bar
 from .environment import environment_info, peak_rss_mb
 from .evaluate import evaluate_model, throughput_pair
+from .predict import slug
 from .results import THROUGHPUT_IMAGES, write_results
 
 PathLike = Union[str, Path]
@@ -54,12 +55,14 @@ def _seen_and_test(dataset, seed: int, seen_anomalies: int, seen_dir: Optional[P
 def run_one(method, dataset, data_path, backbone, seed, *, weights, image_size, crop_size, device, batch_size,
             cache_dir, use_cache, method_params, methods, progress, env, seen_anomalies: int = 0,
             seen_dir: Optional[PathLike] = None, strict: bool = False, resize: str = "square",
-            tile_size: Optional[int] = None, tile_overlap: int = 32) -> Dict[str, Any]:
+            tile_size: Optional[int] = None, tile_overlap: int = 32,
+            run_dir: Optional[PathLike] = None) -> Dict[str, Any]:
     """Fit one model on ``dataset.train`` (plus seen anomalies) and score it on the test set -> one row.
 
     ``method`` is a method spec (``prn`` or ``prn[use_mf=False]``); ``methods`` are the
     method names of the whole benchmark (to check ``method_params``). With seen
     anomalies drawn from the test set, evaluation and throughput use the reduced test set.
+    With ``run_dir`` the run's own folder and page are written there (engine/test_run.py).
     """
     variant = method.strip()
     name, params = variant_params(variant, method_params, methods)
@@ -133,6 +136,11 @@ def run_one(method, dataset, data_path, backbone, seed, *, weights, image_size, 
         "timestamp": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
     }
     row["_fit_info"] = {k: v for k, v in model.fit_info_.items() if isinstance(v, (int, float, str, bool, list))}
+    if run_dir is not None:
+        from .test_run import write_test_run
+
+        title = f"defectkit benchmark run: {variant} on {dataset.name}, seed {seed}"
+        write_test_run(model, result, Path(run_dir), title, extra={"data": str(data_path), "seed": int(seed)})
     return row
 
 
@@ -160,6 +168,7 @@ def run_benchmark(
     resize: str = "square",
     tile_size: Optional[int] = None,
     tile_overlap: int = 32,
+    run_pages: bool = False,
 ) -> List[Dict[str, Any]]:
     """Fit and evaluate every method x category x seed; returns one row dict per run.
 
@@ -190,6 +199,9 @@ def run_benchmark(
     forces one): each category is run, and summaries add the mean over categories.
     ``resize``, ``tile_size`` and ``tile_overlap`` are the models' preprocessing
     (``--resize``, ``--tile``, ``--tile-overlap``), recorded in every row.
+    ``run_pages`` (needs ``out_dir``): every run also writes its own folder and page under
+    ``out_dir/runs/<variant>-<category>-seed<seed>/`` (column ``run_page``), linked from
+    benchmark.html.
     """
     seeds = [int(s) for s in seeds]
     if not list(methods):
@@ -241,12 +253,15 @@ def run_benchmark(
         build_model(name, params, backbone=backbone, weights=weights, image_size=image_size, crop_size=crop_size,
                     device=device, batch_size=batch_size, cache_dir=cache_dir, use_cache=use_cache, resize=resize,
                     tile_size=tile_size, tile_overlap=tile_overlap)
+    if run_pages and out is None:
+        raise ValueError("run pages need an output folder (out_dir)")
     env = environment_info(device)
     rows: List[Dict[str, Any]] = []
     runs = [(v, p, ds, s) for v, _, _ in variants for p, ds in datasets for s in seeds]
     with progress_bar(runs, desc="benchmark", unit="run", enabled=progress, leave=True) as bar:
         for variant, path, ds, seed in bar:
             bar.set_postfix_str(f"{variant} {ds.name} seed {seed}")
+            page_dir = Path("runs") / slug(f"{variant}-{ds.name}-seed{seed}") if run_pages else None
             rows.append(
                 run_one(
                     variant, ds, path, backbone, seed, weights=weights, image_size=image_size, crop_size=crop_size,
@@ -254,8 +269,11 @@ def run_benchmark(
                     method_params=method_params, methods=names, progress=progress, env=env,
                     seen_anomalies=seen_anomalies, seen_dir=seen_dir, strict=strict, resize=resize,
                     tile_size=tile_size, tile_overlap=tile_overlap,
+                    run_dir=None if page_dir is None else out / page_dir,
                 )
             )
+            if page_dir is not None:
+                rows[-1]["run_page"] = (page_dir / "report.html").as_posix()
             if out is not None:
                 write_results(out, rows, env=env, seeds=seeds, command=command)
     return [{k: v for k, v in r.items() if not k.startswith("_")} for r in rows]

@@ -274,8 +274,8 @@ def _seen_lines(rows: Sequence[Mapping[str, Any]]) -> List[str]:
 
 def write_results(out_dir: PathLike, rows: Sequence[Mapping[str, Any]], env: Optional[Mapping[str, Any]] = None,
                   seeds: Optional[Sequence[int]] = None, command: Optional[str] = None) -> Dict[str, Path]:
-    """(Re)write results.csv, results.json and summary.md in ``out_dir`` (atomically), and
-    seen_anomalies.json when runs trained with seen anomalies."""
+    """(Re)write results.csv, results.json, summary.md and benchmark.html in ``out_dir``
+    (atomically), and seen_anomalies.json when runs trained with seen anomalies."""
     out = Path(out_dir)
     env = dict(env or environment_info())
     command = command if command is not None else " ".join([Path(sys.argv[0]).name] + sys.argv[1:])
@@ -345,4 +345,7 @@ def write_results(out_dir: PathLike, rows: Sequence[Mapping[str, Any]], env: Opt
         "",
     ]
     atomic_write_text(out / "summary.md", "\n".join(lines))
-    return {"csv": out / "results.csv", "json": out / "results.json", "summary": out / "summary.md"}
+    from .benchmark_page import write_benchmark_page  # the page of the same rows (benchmark.html)
+
+    page = write_benchmark_page(out, rows, env, payload["seeds"], command)
+    return {"csv": out / "results.csv", "json": out / "results.json", "summary": out / "summary.md", "page": page}

@@ -1,7 +1,11 @@
 """A test run: evaluate a model on a labelled set, then write what a person reads.
 
-Shared by ``defectkit test`` and ``defectkit demo``: metrics, a per-image CSV, overlays of
-example images and the report, all from one ``evaluate_model`` call.
+Shared by ``defectkit test``, ``defectkit demo`` and benchmarks with run pages: one
+``evaluate_model`` call, then ``write_test_run`` writes the run's folder --
+``per_image.csv``, ``metrics.json``, overlays of the worst false alarms, the worst
+escapes and a few examples (``overlays/``), ``run.json`` (engine/run_record.py) -- and
+builds the page from those files (engine/report.py), exactly as ``defectkit report``
+rebuilds it later.
 """
 
 from __future__ import annotations
@@ -9,13 +13,22 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Dict, List, Sequence, Tuple
+from typing import Any, Dict, List, Optional, Sequence, Tuple
+
+import numpy as np
 
 from ..data.seen_anomalies import seen_file_names
-from ..viz.overlay import write_example_overlays
-from ..viz.report import write_report
-from .environment import environment_info
+from ..utils.atomic import atomic_write_text
+from ..viz.overlay import display_images, save_overlay, select_examples
+from .breakdown import per_defect_type
+from .curves import pixel_curves
 from .evaluate import EvaluationResult, evaluate_model, write_per_image_csv
+from .report import write_run_report
+from .run_record import build_record, deployed_threshold, run_params, write_record
+from .worst_cases import worst_cases
+
+#: Overlays per gallery (worst false alarms, worst escapes) by default.
+GALLERY_SIZE = 6
 
 
 @dataclass
@@ -26,19 +39,7 @@ class TestRun:
     report: Path
     per_image_csv: Path
     metrics_json: Path
-
-
-def model_params(model) -> Dict[str, Any]:
-    """The model's parameters, fit summary, versions and machine, as the report shows them."""
-    params: Dict[str, Any] = {"method": model.method}
-    params.update(model.get_params())
-    params.pop("cache_dir", None)
-    params["resolution"] = "native (tiled)" if getattr(model, "tiling_", None) is not None else model.preprocess.output_size
-    params["fit_info"] = dict(getattr(model, "fit_info_", {}))
-    env = environment_info(model.device_)
-    params["versions"] = {k: env[k] for k in ("defectkit_version", "torch_version", "numpy_version", "python_version")}
-    params["machine"] = env["machine"]
-    return params
+    run_json: Optional[Path] = None
 
 
 def unseen_test_set(model, dataset) -> Tuple[List, List[str]]:
@@ -61,26 +62,87 @@ def unseen_test_set(model, dataset) -> Tuple[List, List[str]]:
     return kept, notes
 
 
-def run_test(model, test_samples: Sequence, out: Path, title: str, n_examples: int = 6,
-             extra: Dict[str, Any] = None, progress: bool = True, strict: bool = False,
-             groups: Dict[str, Any] = None) -> TestRun:
-    """Evaluate, then write per_image.csv, metrics.json, overlays and the report into ``out``.
+def _mask_list(result: EvaluationResult) -> Optional[List[Optional[np.ndarray]]]:
+    """Ground truth per image, None for a defective image without a mask (as evaluate_model scored it)."""
+    if result.masks is None:
+        return None
+    return [None if (s.label == 1 and s.mask_path is None) else result.masks[i] for i, s in enumerate(result.samples)]
 
-    ``strict``: a mask whose size differs from its image's is an error, not a warning.
-    ``groups``: named groups of defect types to score apart (a dataset's ``defect_groups``)."""
+
+def _write_overlays(result: EvaluationResult, model, folder: Path, picks: Dict[str, List[int]]) -> Dict[str, List[Dict[str, Any]]]:
+    """Image | map overlays (ground truth outlined) of the picked images, one colour scale for all.
+
+    Images come from the model's own inputs (padded with ``resize="keep"``, full resolution
+    when tiled), so they lie on the maps' grid."""
+
+    for kind in picks:  # a replaced run (--force) must not leave overlays of the old one behind
+        for stale in folder.glob(f"{kind}_[0-9][0-9]_*.png"):
+            stale.unlink()
+    wanted = sorted({i for idx in picks.values() for i in idx})
+    if not wanted:
+        return {k: [] for k in picks}
+    loaded, _, _ = model.load_inputs([result.samples[i] for i in wanted], on_error="raise")
+    image_of = dict(zip(wanted, display_images(loaded)))
+    vmin, vmax = float(np.min(result.maps)), float(np.max(result.maps))
+    out: Dict[str, List[Dict[str, Any]]] = {}
+    for kind, idx in picks.items():
+        items = []
+        for k, i in enumerate(idx):
+            s = result.samples[i]
+            img = image_of[i]
+            h, w = img.shape[:2]  # maps of several sizes share one padded grid
+            mask = result.masks[i][:h, :w] if result.masks is not None else None
+            name = f"{kind}_{k:02d}_{s.defect_type}_{s.path.stem}.png"
+            save_overlay(folder / name, img, result.maps[i][:h, :w], vmin, vmax, mask=mask, with_original=True)
+            items.append({"index": int(i), "path": str(s.path), "defect_type": s.defect_type, "label": int(s.label),
+                          "score": float(result.scores[i]), "overlay": f"{folder.name}/{name}"})
+        out[kind] = items
+    return out
+
+
+def write_test_run(model, result: EvaluationResult, out: Path, title: str, n_examples: int = 6,
+                   extra: Optional[Dict[str, Any]] = None, gallery_size: int = GALLERY_SIZE) -> TestRun:
+    """Write the run's folder ``out`` from an evaluation, then its page (report.html, report.md)."""
     out = Path(out)
-    result = evaluate_model(model, test_samples, progress=progress, strict=strict, groups=groups)
     out.mkdir(parents=True, exist_ok=True)
     csv_path = write_per_image_csv(result, out / "per_image.csv")
-    metrics_path = out / "metrics.json"
     payload = dict(result.metrics)
     if result.group_metrics:
         payload["groups"] = result.group_metrics
-    metrics_path.write_text(json.dumps(payload, indent=1) + "\n")
-    examples = write_example_overlays(result, model, out / "overlays", limit=n_examples)
-    params = dict(extra or {})
-    params.update(model_params(model))
-    params["test_images"] = result.n_images
-    params["infer_ms_per_image"] = result.infer_ms_per_image
-    report = write_report(out, title, result.metrics, result.rows, examples, params)
-    return TestRun(result, report, csv_path, metrics_path)
+    metrics_path = atomic_write_text(out / "metrics.json", json.dumps(payload, indent=1) + "\n")
+    threshold = deployed_threshold(getattr(model, "thresholds_", None), result.metrics)
+    labels = np.array([s.label for s in result.samples])
+    types = [s.defect_type for s in result.samples]
+    masks = _mask_list(result)
+    per_type = per_defect_type(labels, result.scores, types, masks, result.maps if masks is not None else None)
+    curves = None
+    if masks is not None:
+        keep = [i for i, m in enumerate(masks) if m is not None]
+        curves = pixel_curves(result.masks[keep], result.maps[keep])
+    worst = worst_cases(labels, result.scores, threshold["image"], gallery_size)
+    picks = {"false_alarm": worst["false_alarms"]["indices"], "escape": worst["escapes"]["indices"],
+             "example": select_examples(result, n_examples) if n_examples > 0 else []}
+    drawn = _write_overlays(result, model, out / "overlays", picks)
+    overlays = {
+        "vmin": float(np.min(result.maps)), "vmax": float(np.max(result.maps)),
+        "false_alarms": {"n": worst["false_alarms"]["n"], "nearest": worst["false_alarms"]["nearest"],
+                         "items": drawn["false_alarm"]},
+        "escapes": {"n": worst["escapes"]["n"], "nearest": worst["escapes"]["nearest"], "items": drawn["escape"]},
+        "examples": {"n": len(drawn["example"]), "nearest": False, "items": drawn["example"]},
+    }
+    record = build_record(title, result.metrics, per_type, threshold, curves, overlays,
+                          run_params(model, result, extra), result.n_images)
+    run_json = write_record(out, record)
+    report = write_run_report(out)
+    return TestRun(result, report, csv_path, metrics_path, run_json)
+
+
+def run_test(model, test_samples: Sequence, out: Path, title: str, n_examples: int = 6,
+             extra: Dict[str, Any] = None, progress: bool = True, strict: bool = False,
+             groups: Dict[str, Any] = None) -> TestRun:
+    """Evaluate, then write the run's folder and page into ``out`` (``write_test_run``).
+
+    ``strict``: a mask whose size differs from its image's is an error, not a warning.
+    ``groups``: named groups of defect types to score apart (a dataset's ``defect_groups``)."""
+    result = evaluate_model(model, test_samples, progress=progress, strict=strict, groups=groups)
+    return write_test_run(model, result, Path(out), title, n_examples, extra)

@@ -1,1 +1,1 @@
-"""What people look at: heatmap overlays and the run report."""
+"""What people look at: heatmap overlays, plots, and the pages of test runs and benchmarks (rendering only)."""

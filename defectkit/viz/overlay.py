@@ -1,6 +1,8 @@
 """Anomaly maps drawn over their images, with numpy and Pillow only.
 
-Why not matplotlib: it is a heavy dependency for one colour map. The "jet"-like map
+Why not matplotlib (which draws the report plots, viz/plots.py): overlays are also
+written by ``predict`` on every scored image, where importing it would only cost start-up
+time for one colour map. The "jet"-like map
 here is matplotlib's jet reduced to its three piecewise-linear ramps (dark blue ->
 cyan -> yellow -> dark red), which is what anomaly-detection papers show, so our
 pictures read the same way. Colours are fixed by ``vmin``/``vmax`` given by the

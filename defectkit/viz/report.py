@@ -1,17 +1,14 @@
-"""A test run written up for people: ``report.md`` and a self-contained ``report.html``.
+"""Metrics as text, and a test run written up in Markdown (``report.md``).
 
-Why both: the Markdown renders in a repository or a pull request, the HTML opens in
-any browser with no server and no network (inline CSS, no scripts); overlay
-thumbnails are referenced by paths relative to the report, so the folder can be
-moved or zipped as a whole. Every report lists the parameters that produced it
-(method, backbone, image size, crop, seed, versions) next to the numbers.
+The HTML page of a run is viz/run_page.py; this module holds the text forms: the
+terminal table ``defectkit test`` prints and the Markdown report, which renders in a
+repository or a pull request and links the overlay files by relative paths. Both
+report forms are built from the same view (``engine.report.run_view``).
 """
 
 from __future__ import annotations
 
-import html
 import math
-import os
 from pathlib import Path
 from typing import Any, Iterable, List, Mapping, Sequence, Tuple, Union
 
@@ -26,8 +23,6 @@ METRIC_LABELS = {
     "pixel_f1_max": "Pixel F1-max",
     "pixel_f1_threshold": "Pixel F1-max threshold",
 }
-
-Example = Union[Mapping[str, Any], Tuple[Union[str, Path], str]]
 
 
 def format_value(value: Any) -> str:
@@ -74,19 +69,6 @@ def flatten_params(params: Mapping[str, Any], prefix: str = "") -> List[Tuple[st
     return out
 
 
-def _examples(examples: Iterable[Example], out_dir: Path) -> List[Tuple[str, str]]:
-    """-> (relative posix path, caption); paths are made relative to the report folder."""
-    out = []
-    for ex in examples or ():
-        if isinstance(ex, Mapping):
-            path, caption = ex["image"], ex.get("caption", "")
-        else:
-            path, caption = ex
-        rel = os.path.relpath(os.path.abspath(path), os.path.abspath(out_dir))
-        out.append((Path(rel).as_posix(), str(caption)))
-    return out
-
-
 def _md_cell(x: Any) -> str:
     return str(x).replace("|", "\\|").replace("\n", " ")
 
@@ -97,101 +79,48 @@ def _md_table(header: Sequence[str], rows: Iterable[Sequence[Any]]) -> List[str]
     return lines
 
 
-def _row_cells(row: Mapping[str, Any], columns: Sequence[str]) -> List[str]:
-    return [format_value(row.get(c, "")) if isinstance(row.get(c), float) else str(row.get(c, "")) for c in columns]
+def _pct(v: Any) -> str:
+    return "-" if v is None or (isinstance(v, float) and math.isnan(v)) else f"{100.0 * float(v):.1f} %"
 
 
-def _markdown(title, metrics, rows, examples, params) -> str:
-    lines = [f"# {title}", "", "## Metrics", ""]
-    lines += _md_table(["metric", "value"], metric_rows(metrics))
-    lines += ["", "Fractions shown as percentages. The F1-max thresholds are chosen on this test set: "
-              "they describe the result and are not thresholds to deploy.", ""]
+def markdown_report(view: Mapping[str, Any], base: Union[str, Path]) -> str:
+    """``report.md`` of a test run: metrics per defect type, the threshold and its counts,
+    links to the worst cases, parameters and per-image scores. ``base``: the folder
+    the file is written to (overlay links are relative to it)."""
+    from .html import relative_link
+    from .run_page import METRIC_COLUMNS
+
+    thr = view["threshold"]
+    c = view["confusion"]
+    lines = [f"# {view['title']}", "", "## Metrics", ""]
+    header = ["", "images"] + [h for _, h in METRIC_COLUMNS] + ["recall at the threshold"]
+    rows = [[r["name"], r.get("n_images", "-")] + [_pct(r.get(k)) for k, _ in METRIC_COLUMNS] + [_pct(r.get("recall"))]
+            for r in view["metric_rows"]]
+    good = view["good_row"]
+    rows.append(["good", good["n_images"]] + [""] * len(METRIC_COLUMNS) +
+                [f"false-alarm rate {_pct(good.get('false_alarm_rate'))}"])
+    lines += _md_table(header, rows)
+    lines += ["", "Fractions shown as percentages; each defect type is scored against all good test images. "
+              "The F1-max values use the best threshold on this test set: they describe the result and are "
+              "not thresholds to deploy.", "", "## Threshold", "", f"{thr['text']} Threshold: {format_value(thr['image'])}.", ""]
+    lines += _md_table(["", "passed", "flagged"], [
+        [f"good ({c['tn'] + c['fp']})", f"{c['tn']} passed", f"{c['fp']} false alarms"],
+        [f"defective ({c['tp'] + c['fn']})", f"{c['fn']} escapes", f"{c['tp']} caught"],
+    ])
+    lines += ["", "The HTML page (report.html) has a slider that moves the threshold over the observed scores.", ""]
+    for g in view["galleries"]:
+        if not g["items"]:
+            continue
+        lines += [f"## {g['title']}", ""] + ([g["note"], ""] if g["note"] else [])
+        for it in g["items"]:
+            caption = f"{it['defect_type']}/{Path(it['path']).name}: score {format_value(it['score'])}"
+            if it.get("file") is not None:
+                lines += [f"![{_md_cell(caption)}]({relative_link(it['file'], base)})", "", f"*{caption}*", ""]
+            else:
+                lines += [f"*{caption} (overlay file missing)*", ""]
+    params = {k: v for k, v in view["params"].items() if k != "fit_info"}
     lines += ["## Parameters", ""] + _md_table(["parameter", "value"], flatten_params(params)) + [""]
-    if examples:
-        lines += ["## Examples", ""]
-        for rel, caption in examples:
-            lines += [f"![{_md_cell(caption)}]({rel})", "", f"*{caption}*", ""]
-    if rows:
-        columns = list(rows[0].keys())
-        lines += ["## Per image", ""] + _md_table(columns, (_row_cells(r, columns) for r in rows)) + [""]
+    lines += ["## Per image", ""] + _md_table(["path", "defect_type", "label", "score"],
+                                              ([r["path"], r["defect_type"], r["label"], format_value(r["score"])]
+                                               for r in view["rows"])) + [""]
     return "\n".join(lines)
-
-
-_CSS = """
-body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:2em auto;max-width:1100px;
-padding:0 1em;color:#222}
-h1{font-size:1.5em}h2{font-size:1.2em;margin-top:1.6em;border-bottom:1px solid #ddd}
-table{border-collapse:collapse;margin:.5em 0}td,th{border:1px solid #ccc;padding:.25em .6em;text-align:left}
-th{background:#f3f3f3}td.num{text-align:right;font-variant-numeric:tabular-nums}
-tr.wrong td{background:#fde8e8}
-.gallery{display:flex;flex-wrap:wrap;gap:12px}.gallery figure{margin:0;max-width:520px}
-.gallery img{max-width:100%;border:1px solid #ccc;image-rendering:pixelated}
-figcaption{font-size:.85em;color:#444}.note{color:#555;font-size:.9em}
-"""
-
-
-def _html(title, metrics, rows, examples, params) -> str:
-    e = html.escape
-    parts = [
-        "<!DOCTYPE html>",
-        '<html lang="en"><head><meta charset="utf-8">',
-        f"<title>{e(title)}</title><style>{_CSS}</style></head><body>",
-        f"<h1>{e(title)}</h1>",
-        "<h2>Metrics</h2><table><tr><th>metric</th><th>value</th></tr>",
-    ]
-    parts += [f'<tr><td>{e(k)}</td><td class="num">{e(v)}</td></tr>' for k, v in metric_rows(metrics)]
-    parts += [
-        "</table>",
-        '<p class="note">Fractions shown as percentages. The F1-max thresholds are chosen on this test '
-        "set: they describe the result and are not thresholds to deploy.</p>",
-        "<h2>Parameters</h2><table><tr><th>parameter</th><th>value</th></tr>",
-    ]
-    parts += [f"<tr><td>{e(k)}</td><td>{e(v)}</td></tr>" for k, v in flatten_params(params)]
-    parts.append("</table>")
-    if examples:
-        parts.append('<h2>Examples</h2><div class="gallery">')
-        for rel, caption in examples:
-            parts.append(
-                f'<figure><a href="{e(rel)}"><img src="{e(rel)}" alt="{e(caption)}"></a>'
-                f"<figcaption>{e(caption)}</figcaption></figure>"
-            )
-        parts.append("</div>")
-    if rows:
-        columns = list(rows[0].keys())
-        parts.append(f"<h2>Per image</h2><details><summary>{len(rows)} images</summary><table><tr>")
-        parts += [f"<th>{e(c)}</th>" for c in columns]
-        parts.append("</tr>")
-        for r in rows:
-            wrong = "label" in r and "predicted_label" in r and r["label"] != r["predicted_label"]
-            cells = "".join(
-                f'<td class="num">{e(t)}</td>' if isinstance(r.get(c), (int, float)) else f"<td>{e(t)}</td>"
-                for c, t in zip(columns, _row_cells(r, columns))
-            )
-            parts.append(f'<tr class="wrong">{cells}</tr>' if wrong else f"<tr>{cells}</tr>")
-        parts.append("</table></details>")
-    parts.append("</body></html>")
-    return "\n".join(parts) + "\n"
-
-
-def write_report(
-    out_dir: Union[str, Path],
-    title: str,
-    metrics: Mapping[str, Any],
-    per_image_rows: Sequence[Mapping[str, Any]],
-    examples: Iterable[Example],
-    params: Mapping[str, Any],
-) -> Path:
-    """Write ``out_dir/report.md`` and ``out_dir/report.html``; returns the HTML path.
-
-    ``examples``: overlay images, as ``{"image": path, "caption": text}`` dicts or
-    ``(path, caption)`` pairs (paths anywhere; they are referenced relative to
-    ``out_dir``). ``params``: what produced the numbers (nested dicts allowed).
-    """
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    ex = _examples(examples, out)
-    rows = [dict(r) for r in per_image_rows]
-    (out / "report.md").write_text(_markdown(title, metrics, rows, ex, params), encoding="utf-8")
-    path = out / "report.html"
-    path.write_text(_html(title, metrics, rows, ex, params), encoding="utf-8")
-    return path
