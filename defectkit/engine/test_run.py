@@ -81,7 +81,13 @@ def _write_overlays(result: EvaluationResult, model, folder: Path, picks: Dict[s
     wanted = sorted({i for idx in picks.values() for i in idx})
     if not wanted:
         return {k: [] for k in picks}
-    loaded, _, _ = model.load_inputs([result.samples[i] for i in wanted], on_error="raise")
+    samples = [result.samples[i] for i in wanted]
+    if hasattr(model, "load_inputs"):
+        loaded, _, _ = model.load_inputs(samples, on_error="raise")
+    else:  # anything with a ``preprocess`` (e.g. a model record without a backbone)
+        from ..data.batches import load_images
+
+        loaded = load_images(samples, model.preprocess, on_error="raise")[0]
     image_of = dict(zip(wanted, display_images(loaded)))
     vmin, vmax = float(np.min(result.maps)), float(np.max(result.maps))
     out: Dict[str, List[Dict[str, Any]]] = {}
