@@ -30,7 +30,6 @@ import torch
 from tqdm.auto import tqdm
 
 from ...data.batches import load_images
-from ...data.splits import split_validation
 from ...features import upsample_maps
 from ...synth import make_generator
 from ...synth.batch import synthesise
@@ -339,7 +338,7 @@ class MLFF(AnomalyModel):
 
     def _fit(self, paths: List[Path], progress: bool) -> None:
         t0 = time.perf_counter()
-        train_idx, val_idx = split_validation(len(paths), self.val_fraction, self.seed)
+        train_idx, val_idx = self._hold_out(paths, self.val_fraction)
         if self.finetune_backbone:
             self.tuned_backbone_ = copy.deepcopy(self.backbone_).eval()  # BN statistics stay ImageNet's
             for p in self.tuned_backbone_.parameters():

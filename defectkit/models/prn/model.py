@@ -34,7 +34,6 @@ import torch.nn.functional as F
 from ...data.batches import load_images, load_masks
 from ...data.samples import Sample
 from ...data.seen_anomalies import seen_file_names, seen_from_folder
-from ...data.splits import split_validation
 from ...synth.textures import resolve_textures
 from ...synth.validation import builtin_anomalies
 from ...utils.images import to_uint8
@@ -261,7 +260,7 @@ class PRN(AnomalyModel):
     # ---- training ------------------------------------------------------------------------
     def _fit(self, paths: List[Path], progress: bool) -> None:
         t0 = time.perf_counter()
-        train_idx, val_idx = split_validation(len(paths), self.val_fraction, self.seed)
+        train_idx, val_idx = self._hold_out(paths, self.val_fraction)
         train_paths = [paths[i] for i in train_idx]
         extractor = self.feature_extractor(self._stages)
         normal = extractor(train_paths)

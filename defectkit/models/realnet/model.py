@@ -31,7 +31,6 @@ import torch.nn.functional as F
 from torch import nn
 
 from ...data.batches import load_images
-from ...data.splits import split_validation
 from ...features import default_cache_dir, gaussian_blur
 from ...synth.textures import resolve_textures
 from ...synth.validation import mixed_generator
@@ -248,7 +247,7 @@ class RealNet(AnomalyModel):
     # ---- training ------------------------------------------------------------------------
     def _fit(self, paths: List[Path], progress: bool) -> None:
         t0 = time.perf_counter()
-        train_idx, val_idx = split_validation(len(paths), self.val_fraction, self.seed)
+        train_idx, val_idx = self._hold_out(paths, self.val_fraction)
         train_paths = [paths[i] for i in train_idx]
         extractor = self.feature_extractor(self._stages)
         train_feats = extractor(train_paths, desc="realnet features")

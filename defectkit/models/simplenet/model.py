@@ -27,7 +27,6 @@ import numpy as np
 import torch
 
 from ...data.batches import load_images
-from ...data.splits import split_validation
 from ...features import SeparableUpsampler, check_aggregation, fuse_stages
 from ...synth.validation import VISIBLE_CHANGE, builtin_anomalies, library_anomalies
 from ..base import AnomalyModel
@@ -247,7 +246,7 @@ class SimpleNet(AnomalyModel):
 
     def _fit(self, paths: List[Path], progress: bool) -> None:
         t0 = time.perf_counter()
-        train_idx, val_idx = split_validation(len(paths), self.val_fraction, self.seed)
+        train_idx, val_idx = self._hold_out(paths, self.val_fraction)
         extractor = self.feature_extractor(self.strides)
         feats = self.patch_features(extractor([paths[i] for i in train_idx]))
         val = self._validation_set([paths[i] for i in val_idx], extractor) if val_idx is not None else None
