@@ -405,3 +405,42 @@ def test_seen_options_are_exclusive(work, tmp_path, capsys):
             "--seen-anomalies", "2", "--seen-dir", str(tmp_path)]
     assert main(argv) == 2
     assert "not allowed with" in capsys.readouterr().err
+
+
+def test_train_with_threshold_defects_sets_f1_thresholds(work, tmp_path, capsys):
+    _, data = work
+    defects = tmp_path / "defects"
+    defects.mkdir()
+    for kind in ("hole", "scratch"):
+        (defects / f"{kind}.png").write_bytes((data / "test" / kind / "000.png").read_bytes())
+        (defects / f"{kind}_mask.png").write_bytes((data / "ground_truth" / kind / "000_mask.png").read_bytes())
+    model = tmp_path / "f1.pt"
+    argv = ["train", "--data", str(data), "--out", str(model), "--threshold-defects", str(defects), "--fpr", "0.3"]
+    assert main(argv + SMALL) == 0
+    loaded = load_model(model, device="cpu")
+    assert loaded.fpr == 0.3
+    th = loaded.thresholds_
+    assert th.rule == "f1" and f"2 annotated defects in {defects}" in th.source and "image_f1" in th.stats
+    assert "F1-max" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("extra, needle", [
+    (["--threshold-rule", "f1"], "--threshold-defects"),
+    (["--fpr", "0"], "fraction in (0, 1)"),
+    (["--fpr", "nan"], "finite"),
+])
+def test_train_threshold_options_fail_before_training(work, tmp_path, capsys, extra, needle):
+    _, data = work
+    assert main(["train", "--data", str(data), "--out", str(tmp_path / "m.pt")] + extra + SMALL) == 2
+    assert needle in capsys.readouterr().err
+    assert not (tmp_path / "m.pt").exists()
+
+
+def test_train_f1_rule_on_seen_anomalies_of_a_supervised_method(work, tmp_path):
+    _, data = work
+    model = tmp_path / "sup.pt"
+    argv = ["train", "--method", "seen_recorder_cli", "--data", str(data), "--out", str(model),
+            "--seen-anomalies", "3", "--threshold-rule", "f1", "--param", "coreset_ratio=0.5"]
+    assert main(argv + SMALL) == 0
+    th = load_model(model, device="cpu").thresholds_
+    assert th.rule == "f1" and "3 seen anomalies (also trained on" in th.source
