@@ -1,7 +1,7 @@
 """``defectkit`` command line: a thin layer over the library.
 
 Every command maps to a few library calls (``models.factory.build_model``, the engine's
-``fit_model``, ``run_test``, ``predict_files``, ``run_benchmark``); the CLI only parses
+``fit_model``, ``run_test``, ``predict_files``, ``run_benchmark``, ``AnomalyModel.calibrate``); the CLI only parses
 options, prints, and turns user errors (missing folder, bad layout, unreadable model file,
 unknown method or backbone, an output that cannot be written) into one line
 ``defectkit: error: ...`` with exit code 2 instead of a traceback (``--debug`` shows the
@@ -67,6 +67,28 @@ def _non_negative_int(text: str) -> int:
         raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {text!r}") from None
     if v < 0:
         raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {text!r}")
+    return v
+
+
+def _finite_float(text: str) -> float:
+    """A finite number (NaN and inf would give every image the same label)."""
+    import math
+
+    try:
+        v = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not math.isfinite(v):
+        raise argparse.ArgumentTypeError(f"expected a finite number, got {text!r}: with it every image would get "
+                                         "the same label")
+    return v
+
+
+def _fraction(text: str) -> float:
+    """A false-positive rate in (0, 1)."""
+    v = _finite_float(text)
+    if not 0.0 < v < 1.0:
+        raise argparse.ArgumentTypeError(f"expected a fraction in (0, 1) (e.g. 0.01 for 1 %), got {text!r}")
     return v
 
 
@@ -153,6 +175,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--force", action="store_true", help="replace an existing model file")
     _add_layout_option(p)
     _add_seen_options(p, " (--data must be a category; the names are stored in the model for `test`)")
+    g = p.add_argument_group("thresholds (set on held-out normal training images, never on test data)")
+    g.add_argument("--fpr", type=_fraction, default=None, metavar="F",
+                   help="false-positive rate on held-out normals for the image and pixel thresholds (default 0.01)")
+    g.add_argument("--threshold-rule", choices=("fpr", "f1"), default=None,
+                   help="fpr (default): a quantile of held-out normal scores; f1: F1-max on defect images with "
+                   "masks (--threshold-defects, or a supervised method's seen anomalies) against the held-out normals")
+    g.add_argument("--threshold-defects", metavar="DIR", help="annotated defects (images with masks, as for "
+                   "--seen-dir) used only to set F1-max thresholds; implies --threshold-rule f1")
     p.set_defaults(func=cmd_train)
 
     fixed = "The backbone, weights, image size, crop size, seed and method parameters come from the model file."
@@ -165,7 +195,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--examples", type=int, default=6, help="overlay examples in the report (default 6)")
     _add_strict_option(p)
     _add_layout_option(p)
-    p.add_argument("--force", action="store_true", help="replace the run in an existing --out folder")
+    p.add_argument("--force", action="store_true", help="write into a non-empty --out: the files of an earlier "
+                   "defectkit run there are removed first, other files are kept")
     p.set_defaults(func=cmd_test)
 
     p = sub.add_parser("report", parents=[dbg], help="rebuild the HTML page of a saved test run or benchmark",
@@ -177,14 +208,43 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_report)
 
     p = sub.add_parser("predict", parents=[run_loaded, dbg], help="score new images with a saved model",
-                       description="Score images (files and/or folders) with a saved model; unreadable files are "
-                       "reported and skipped.", epilog=fixed)
+                       description="Score images (files and/or folders) with a saved model: a good/defect decision, "
+                       "defect boxes, masks and overlays per file; unreadable files are reported and skipped. "
+                       "Exit code 3 with --fail-on-unreadable when a file could not be read.", epilog=fixed)
     p.add_argument("--model", required=True, metavar="MODEL", help="model file written by `defectkit train`")
     p.add_argument("--input", required=True, nargs="+", metavar="PATH", help="image files and/or folders")
-    p.add_argument("--out", required=True, metavar="DIR", help="output folder (scores.csv, <name>_overlay.png)")
-    p.add_argument("--threshold", type=float, help="image score above which an image is anomalous "
-                   "(default: the threshold stored in the model, if any)")
+    p.add_argument("--out", required=True, metavar="DIR", help="output folder (predictions.jsonl, predictions.csv, "
+                   "masks/, overlays/)")
+    p.add_argument("--force", action="store_true", help="write into a non-empty --out: the files of an earlier "
+                   "defectkit run there are removed first, other files are kept")
+    p.add_argument("--recursive", action="store_true", help="also read the files in sub-folders of input folders")
+    p.add_argument("--threshold", type=_finite_float, help="image score at or above which an image is a defect "
+                   "(default: the threshold stored in the model)")
+    p.add_argument("--pixel-threshold", type=_finite_float, help="map value at or above which a pixel is defective "
+                   "(default: the model's)")
+    p.add_argument("--fail-on-unreadable", action="store_true", help="exit with code 3 when any input could not "
+                   "be read (the others are still scored and written)")
+    p.add_argument("--no-overlays", action="store_true", help="do not write overlay images (faster)")
     p.set_defaults(func=cmd_predict)
+
+    p = sub.add_parser("threshold", parents=[dbg], help="re-set a model's thresholds without retraining",
+                       description="Re-set the decision thresholds stored in a model file: at another false-positive "
+                       "rate on its held-out normals, from other normal images it did not train on, or by F1-max on "
+                       "annotated defects. Never use test images.")
+    p.add_argument("--model", required=True, metavar="MODEL", help="model file written by `defectkit train`")
+    p.add_argument("--fpr", type=_fraction, metavar="F", help="false-positive rate on the normals "
+                   "(default: the model's, 0.01 unless trained with --fpr)")
+    p.add_argument("--pixel-fpr", type=_fraction, metavar="F", help="false-positive rate for the pixel threshold "
+                   "(default: --fpr)")
+    p.add_argument("--normals", metavar="DIR", help="normal images the model did not train on, scored to set the "
+                   "thresholds (default: the held-out normal scores stored in the model)")
+    p.add_argument("--rule", choices=("fpr", "f1"), default="fpr", help="fpr (default) or f1: F1-max on --defects")
+    p.add_argument("--defects", metavar="DIR", help="annotated defects (images with masks, as for --seen-dir) for "
+                   "--rule f1")
+    p.add_argument("--out", metavar="MODEL", help="write the re-set model here (default: replace --model, needs --force)")
+    p.add_argument("--force", action="store_true", help="replace an existing file")
+    p.add_argument("--device", default="auto", help="auto | cpu | cuda[:N] (default auto)")
+    p.set_defaults(func=cmd_threshold)
 
     p = sub.add_parser("benchmark", parents=[_model_parent(seed=False), run_train, dbg],
                        help="methods x categories x seeds, with a summary",
@@ -285,7 +345,20 @@ def _common_kwargs(args, batch_default: int = 8) -> Dict[str, Any]:
         "resize": args.resize,
         "tile_size": args.tile,
         "tile_overlap": args.tile_overlap,
+        **({"fpr": args.fpr} if getattr(args, "fpr", None) is not None else {}),
     }
+
+
+def _runtime_overrides(args) -> Dict[str, Any]:
+    """The runtime options the user gave (batch size, cache), as model parameters."""
+    overrides: Dict[str, Any] = {}
+    if args.batch_size:
+        overrides["batch_size"] = args.batch_size
+    if args.cache_dir:
+        overrides["cache_dir"] = args.cache_dir
+    if args.no_cache:
+        overrides["use_cache"] = False
+    return overrides
 
 
 def _load_model(args):
@@ -300,20 +373,13 @@ def _load_model(args):
         model = load_model(args.model, device=args.device)
     except (FileNotFoundError, IsADirectoryError, NotAModelFileError) as exc:
         raise type(exc)(f"--model: {_message(exc)}; {MODEL_FILE_DESCRIPTION}") from exc
-    overrides: Dict[str, Any] = {}
-    if args.batch_size:
-        overrides["batch_size"] = args.batch_size
-    if args.cache_dir:
-        overrides["cache_dir"] = args.cache_dir
-    if args.no_cache:
-        overrides["use_cache"] = False
-    return model.set_params(**overrides)
+    return model.set_params(**_runtime_overrides(args))
 
 
 def _fit_info_line(info: Dict[str, Any]) -> str:
     parts = []
     for k, v in info.items():
-        if k == "curve":
+        if k in ("curve", "thresholds"):  # thresholds get their own line
             continue
         parts.append(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}")
     return " ".join(parts)
@@ -345,7 +411,7 @@ def _print_test_run(run, model) -> None:
 
 # ----------------------------------------------------------------------------- commands
 def cmd_train(args) -> int:
-    from .engine.train import fit_model, seen_for_training, training_set
+    from .engine.train import fit_model, seen_for_training, threshold_defects, training_set
     from .models.factory import build_model
     from .utils.output import check_output_file
 
@@ -353,40 +419,50 @@ def cmd_train(args) -> int:
     model = build_model(args.method, _params(args), **_common_kwargs(args))  # bad method/params: fail before data
     seen, source = seen_for_training(model.method, args.data, args.seed, args.seen_anomalies, args.seen_dir,
                                      layout=args.layout)
+    defects, defect_source = threshold_defects(args.threshold_rule, args.threshold_defects, seen)
     items, name = training_set(args.data, layout=args.layout)
     print(f"training {model.method} ({args.backbone}, {_preprocessing_text(args)}) on {len(items)} normal images of '{name}'"
           + (f" and {len(seen)} seen anomalies ({source})" if seen is not None else ""))
-    fit_model(model, items, seen, source)
+    fit_model(model, items, seen, source, defects=defects, defect_source=defect_source)
     model.save(out, overwrite=args.force)
     print(f"model: {out}")
     print(f"fit_info: {_fit_info_line(model.fit_info_)}")
+    thresholds = getattr(model, "thresholds_", None)
+    print(f"thresholds: {thresholds.describe()}" if thresholds is not None else
+          "thresholds: none (no normal images were held out); set them with `defectkit threshold --normals DIR`")
     return 0
 
 
 def cmd_test(args) -> int:
     from .data import load_dataset
-    from .engine.predict import slug
-    from .engine.test_run import run_test, unseen_test_set
+    from .engine.inputs import slug
+    from .engine.test_run import decision_lines, run_test, unseen_test_set
     from .utils.output import check_output_dir
+    from .utils.outputs import OutputDir
 
+    out = Path(args.out or Path("runs") / f"test-{slug(Path(args.model).stem)}-{_stamp()}")
     check_output_dir(args.out or "runs")  # a read-only output fails before the evaluation
+    OutputDir.check(out, args.force)  # before any work: refuse a folder that holds something
     model = _load_model(args)
     dataset = load_dataset(args.data, layout=args.layout)
-    out = Path(args.out or Path("runs") / f"test-{slug(Path(args.model).stem)}-{_stamp()}")
     title = f"defectkit test: {model.method} on {dataset.name}"
-    if not args.force:
-        for name in ("run.json", "report.html"):
-            if (out / name).exists():
-                raise FileExistsError(f"{out / name} already exists; pass --force to replace the run or choose another --out")
     test, notes = unseen_test_set(model, dataset)
     for line in notes:
         print(line)
     extra: Dict[str, Any] = {"model_file": str(args.model), "data": str(args.data)}
     if notes:
         extra["seen_anomalies_excluded"] = len(dataset.test) - len(test)
-    run = run_test(model, test, out, title, args.examples, extra, strict=args.strict,
-                   groups=getattr(dataset, "defect_groups", None))
+    with OutputDir.prepare(out, args.force) as output:
+        for line in output.notes():
+            print(line)
+        run = run_test(model, test, out, title, args.examples, extra, strict=args.strict,
+                       groups=getattr(dataset, "defect_groups", None), output=output)
     _print_test_run(run, model)
+    if run.decision is not None:
+        for line in decision_lines(run.decision):
+            print(line)
+    else:
+        print("the model stores no threshold: no good/defect decision to report")
     print(f"report: {run.report}")
     return 0
 
@@ -402,28 +478,85 @@ def cmd_report(args) -> int:
 def cmd_predict(args) -> int:
     from tqdm.auto import tqdm
 
-    from .engine.predict import expand_inputs, predict_files
+    from .deploy.loading import load_scorer
+    from .engine.inputs import UNREADABLE_REASONS, expand_inputs, left_out_line
+    from .engine.predict import predict_files, resolve_thresholds
+    from .utils.outputs import OutputDir
 
-    model = _load_model(args)
-    files = expand_inputs(args.input)
-    threshold = args.threshold
-    pred = predict_files(model, files, Path(args.out), threshold,
-                         on_skip=lambda path, reason: tqdm.write(f"skipped {path}: {reason}", file=sys.stderr))
-    for path, score in zip(pred.paths, pred.scores):
-        print(f"{path}: {score:.4g}" + ("" if threshold is None else (" ANOMALOUS" if score >= threshold else " ok")))
-    print(f"scored {len(pred.paths)} of {len(files)} files ({len(pred.skipped)} skipped); overlay colour scale "
-          f"[{pred.vmin:.4g}, {pred.vmax:.4g}] = min/max over these images")
-    if threshold is None:
-        print("no threshold: is_anomalous left empty (pass --threshold X)")
+    out = Path(args.out)
+    OutputDir.check(out, args.force)
+    inputs = expand_inputs(args.input, recursive=args.recursive, out=out)
+    scorer = load_scorer(args.model, device=args.device, **_runtime_overrides(args))
+    thresholds = resolve_thresholds(scorer.thresholds, args.threshold, args.pixel_threshold)
+    if inputs.left_out:
+        print(left_out_line(inputs.left_out), file=sys.stderr)
+
+    def show(record) -> None:
+        if record["label"] in ("skipped",):
+            return
+        if record["label"] == "unreadable":
+            if record["error"] in UNREADABLE_REASONS:  # named on the skipped line already
+                return
+            tqdm.write(f"unreadable {record['file']}: {record['error']}", file=sys.stderr)
+            return
+        verdict = "" if record["label"] is None else f" {record['label']}"
+        boxes = f" ({len(record['boxes'])} regions)" if record["boxes"] else ""
+        tqdm.write(f"{record['file']}: {record['score']:.4g}{verdict}{boxes}")
+
+    with OutputDir.prepare(out, args.force) as output:
+        for line in output.notes():
+            print(line)
+        summary = predict_files(scorer, inputs, output, thresholds, overlays=not args.no_overlays, on_record=show)
+    print(summary.line())
+    if thresholds is None:
+        print("no threshold: this model stores none, so labels are left empty (pass --threshold X, or set one "
+              "with `defectkit threshold --model MODEL --normals DIR`)")
     else:
-        print(f"threshold {threshold:.4g} (from --threshold)")
-    print(f"scores: {Path(args.out) / 'scores.csv'}")
+        print(f"thresholds: {thresholds.describe()}")
+    print(f"overlay colour scale: {summary.colour_scale}")
+    print(f"predictions: {summary.files['jsonl']} and {summary.files['csv']}")
+    if args.fail_on_unreadable and summary.n_unreadable:
+        print(f"defectkit: error: {summary.n_unreadable} inputs could not be read (--fail-on-unreadable)",
+              file=sys.stderr)
+        return 3
+    return 0
+
+
+def cmd_threshold(args) -> int:
+    from .data import list_images
+    from .data.seen_anomalies import seen_from_folder
+    from .models import load_model
+
+    model_path = Path(args.model)
+    if model_path.suffix.lower() == ".onnx":
+        raise ValueError(f"{model_path}: re-set the thresholds of the .pt model file, then export it again")
+    out = Path(args.out) if args.out else model_path
+    if out.exists() and not args.force:
+        raise FileExistsError(f"{out} already exists; pass --force to replace it"
+                              + ("" if args.out else ", or --out NEW.pt to write a new file"))
+    if args.rule == "f1" and not args.defects:
+        raise ValueError("--rule f1 needs --defects DIR (annotated defect images with masks)")
+    if args.defects and args.rule != "f1":
+        raise ValueError("--defects is used by --rule f1 only")
+    normals = list_images(args.normals) if args.normals else None
+    if normals is not None and not normals:
+        raise FileNotFoundError(f"no images in --normals {args.normals}")
+    defects = seen_from_folder(args.defects) if args.defects else None
+    model = load_model(model_path, device=args.device)
+    before = getattr(model, "thresholds_", None)
+    print(f"before: {before.describe() if before is not None else 'no thresholds'}")
+    model.calibrate(normals, fpr=args.fpr, pixel_fpr=args.pixel_fpr, defects=defects,
+                    source=None if normals is None else f"{len(normals)} normal images in {args.normals}",
+                    defect_source=f"annotated defects in {args.defects}", progress=True)
+    model.save(out, overwrite=True)
+    print(f"after:  {model.thresholds_.describe()}")
+    print(f"model: {out}")
     return 0
 
 
 def cmd_benchmark(args) -> int:
     from .engine.benchmark import run_benchmark
-    from .engine.predict import slug
+    from .engine.inputs import slug
     from .engine.results import format_table, summarise
 
     date = _dt.date.today().strftime("%Y%m%d")

@@ -102,19 +102,37 @@ def test_predict_mixed_folder_skips_unreadable_files(work, trained, capsys):
     assert code == 0
     err = captured.err
     assert "truncated.png" in err and "notes.png" in err
-    for line in err.splitlines():
-        if line.startswith("skipped"):
-            assert ": " in line and len(line.split(": ", 1)[1]) > 5  # a reason is given
-    assert sum(line.startswith("skipped") for line in err.splitlines()) == 2
+    unreadable = [line for line in err.splitlines() if line.startswith("unreadable")]
+    assert len(unreadable) == 2
+    for line in unreadable:
+        assert ": " in line and len(line.split(": ", 1)[1]) > 5  # a reason is given
     assert "Traceback" not in err
+    assert "5 entries: " in captured.out and "2 unreadable" in captured.out
 
-    header, rows = read_csv(out / "scores.csv")
-    assert header[:3] == ["path", "score", "is_anomalous"]
-    assert sorted(Path(r[0]).name for r in rows) == ["good.png", "gray.png", "rgba.png"]
-    assert all(r[2] == "" for r in rows)  # no threshold known
+    header, rows = read_csv(out / "predictions.csv")
+    assert header[:3] == ["file", "score", "label"]
+    scored = [r for r in rows if r[2] in ("good", "defect")]
+    assert sorted(Path(r[0]).name for r in scored) == ["good.png", "gray.png", "rgba.png"]
+    assert sorted(Path(r[0]).name for r in rows if r[2] == "unreadable") == ["notes.png", "truncated.png"]
     for stem in ("good", "gray", "rgba"):
-        im = Image.open(out / f"{stem}_overlay.png")
+        im = Image.open(out / "overlays" / f"{stem}.png")
         assert im.size == (64, 64) and im.mode == "RGB"
+
+
+def test_trained_model_carries_thresholds_and_predict_uses_them(work, trained, tmp_path, capsys):
+    _, data = work
+    model = load_model(trained, device="cpu")
+    th = model.thresholds_
+    assert th is not None and th.rule == "fpr" and th.fpr == 0.01 and th.pixel is not None
+    assert len(th.normal_scores) == len(model.fit_info_["val_image_names"]) == 2
+    out = tmp_path / "p"
+    files = [str(data / "test" / "good" / "000.png"), str(data / "test" / "hole" / "000.png")]
+    assert main(["predict", "--model", str(trained), "--input", *files, "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert f"thresholds: image threshold {th.image:.4g}" in printed
+    recs = [json.loads(line) for line in (out / "predictions.jsonl").read_text().splitlines()]
+    assert [r["label"] for r in recs] == ["defect" if r["score"] >= th.image else "good" for r in recs]
+    assert all(r["threshold"] == pytest.approx(th.image) for r in recs)
 
 
 def test_predict_with_threshold_flags_images(work, trained, tmp_path):
@@ -122,8 +140,111 @@ def test_predict_with_threshold_flags_images(work, trained, tmp_path):
     out = tmp_path / "p"
     files = [str(data / "test" / "good" / "000.png"), str(data / "test" / "hole" / "000.png")]
     assert main(["predict", "--model", str(trained), "--input", *files, "--out", str(out), "--threshold", "-1"]) == 0
-    _, rows = read_csv(out / "scores.csv")
-    assert [r[2] for r in rows] == ["1", "1"]
+    _, rows = read_csv(out / "predictions.csv")
+    assert [r[2] for r in rows] == ["defect", "defect"]
+    assert all(r[3] == "-1.0" for r in rows)
+    assert sorted(p.name for p in (out / "masks").iterdir()) == ["000-2.png", "000.png"]
+
+
+@pytest.mark.parametrize("value", ["nan", "inf", "-inf", "NaN"])
+def test_predict_refuses_a_threshold_that_is_not_finite(work, trained, tmp_path, capsys, value):
+    _, data = work
+    argv = ["predict", "--model", str(trained), "--input", str(data / "test" / "good"), "--out", str(tmp_path / "p"),
+            f"--threshold={value}"]
+    assert main(argv) == 2
+    assert "finite" in capsys.readouterr().err
+    assert not (tmp_path / "p").exists()
+
+
+def test_predict_names_what_it_skips_and_can_recurse(work, trained, tmp_path, capsys):
+    _, data = work
+    src = tmp_path / "in"
+    (src / "sub").mkdir(parents=True)
+    img = (data / "test" / "good" / "000.png").read_bytes()
+    (src / "a.png").write_bytes(img)
+    (src / "sub" / "b.png").write_bytes(img)
+    (src / ".hidden.png").write_bytes(img)
+    (src / "gone.png").symlink_to(tmp_path / "missing.png")
+    assert main(["predict", "--model", str(trained), "--input", str(src), "--out", str(tmp_path / "p")]) == 0
+    captured = capsys.readouterr()
+    line = next(l for l in captured.err.splitlines() if l.startswith("skipped"))
+    assert line.startswith("skipped 3: ")
+    assert "gone.png (broken link)" in line and "sub/ (folder; use --recursive)" in line and ".hidden.png (hidden file)" in line
+    assert "1 good" in captured.out or "1 defect" in captured.out
+    assert main(["predict", "--model", str(trained), "--input", str(src), "--out", str(tmp_path / "q"),
+                 "--recursive"]) == 0
+    recs = [json.loads(l) for l in (tmp_path / "q" / "predictions.jsonl").read_text().splitlines()]
+    assert sorted(Path(r["file"]).name for r in recs if r["score"] is not None) == ["a.png", "b.png"]
+
+
+def test_predict_fail_on_unreadable_exits_non_zero(work, trained, tmp_path, capsys):
+    _, data = work
+    src = tmp_path / "in"
+    src.mkdir()
+    (src / "a.png").write_bytes((data / "test" / "good" / "000.png").read_bytes())
+    (src / "b.png").write_text("not an image")
+    argv = ["predict", "--model", str(trained), "--input", str(src), "--out", str(tmp_path / "p")]
+    assert main(argv) == 0
+    assert main(argv[:-1] + [str(tmp_path / "q"), "--fail-on-unreadable"]) == 3
+    assert "1 inputs could not be read" in capsys.readouterr().err
+    assert (tmp_path / "q" / "predictions.jsonl").is_file()  # the readable ones are still written
+
+
+def test_predict_and_test_refuse_a_non_empty_out_and_force_leaves_no_stale_files(work, trained, tmp_path, capsys):
+    _, data = work
+    out = tmp_path / "p"
+    two = [str(data / "test" / "good" / "000.png"), str(data / "test" / "hole" / "000.png")]
+    assert main(["predict", "--model", str(trained), "--input", *two, "--out", str(out), "--threshold", "-1"]) == 0
+    (out / "keep.txt").write_text("mine")
+    one = two[:1]
+    assert main(["predict", "--model", str(trained), "--input", *one, "--out", str(out)]) == 2
+    assert "--force" in capsys.readouterr().err
+    assert main(["predict", "--model", str(trained), "--input", *one, "--out", str(out), "--force",
+                 "--threshold", "-1"]) == 0
+    assert [p.name for p in (out / "overlays").iterdir()] == ["000.png"]
+    assert [p.name for p in (out / "masks").iterdir()] == ["000.png"]
+    assert (out / "keep.txt").read_text() == "mine"
+
+    tout = tmp_path / "t"
+    assert main(["test", "--model", str(trained), "--data", str(data), "--out", str(tout)]) == 0
+    first = sorted(p.name for p in (tout / "overlays").iterdir())
+    (tout / "overlays" / "stale_from_me.png").write_bytes(b"mine")
+    assert main(["test", "--model", str(trained), "--data", str(data), "--out", str(tout)]) == 2
+    assert "--force" in capsys.readouterr().err
+    assert main(["test", "--model", str(trained), "--data", str(data), "--out", str(tout), "--force",
+                 "--examples", "1"]) == 0
+    assert len(list((tout / "overlays").glob("0*.png"))) == 1 < len(first)
+    assert (tout / "overlays" / "stale_from_me.png").read_bytes() == b"mine"
+
+
+def test_test_reports_the_confusion_at_the_model_threshold(work, trained, tmp_path, capsys):
+    _, data = work
+    out = tmp_path / "t"
+    assert main(["test", "--model", str(trained), "--data", str(data), "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "at the model's threshold" in printed
+    decision = json.loads((out / "decision.json").read_text())
+    c = decision["confusion"]
+    assert c["good_as_good"] + c["good_as_defect"] == 3 and c["defect_as_good"] + c["defect_as_defect"] == 3
+    th = load_model(trained, device="cpu").thresholds_
+    _, rows = read_csv(out / "per_image.csv")
+    flagged_good = sum(1 for r in rows if r[2] == "0" and float(r[3]) >= th.image)
+    assert c["good_as_defect"] == flagged_good and decision["threshold"] == pytest.approx(th.image)
+
+
+def test_predict_with_a_model_without_thresholds_says_so(work, trained, tmp_path, capsys):
+    from defectkit.utils.model_file import read_model_file, write_model_file
+
+    _, data = work
+    payload = read_model_file(trained)
+    del payload["thresholds"]
+    old = tmp_path / "old.pt"
+    write_model_file(old, payload)
+    assert main(["predict", "--model", str(old), "--input", str(data / "test" / "good"), "--out",
+                 str(tmp_path / "p")]) == 0
+    assert "this model stores none" in capsys.readouterr().out
+    _, rows = read_csv(tmp_path / "p" / "predictions.csv")
+    assert all(r[2] == "" for r in rows)
 
 
 def test_predict_nothing_readable_is_an_error(work, trained, tmp_path, capsys):
@@ -152,6 +273,7 @@ def test_train_on_plain_folder_with_force(work, tmp_path, capsys):
     assert main(args) == 0
     out = capsys.readouterr().out
     assert f"model: {model}" in out and "fit_info:" in out and "train_seconds=" in out
+    assert "thresholds: image threshold" in out
     assert model.read_bytes() != b"old"
 
 
@@ -283,3 +405,42 @@ def test_seen_options_are_exclusive(work, tmp_path, capsys):
             "--seen-anomalies", "2", "--seen-dir", str(tmp_path)]
     assert main(argv) == 2
     assert "not allowed with" in capsys.readouterr().err
+
+
+def test_train_with_threshold_defects_sets_f1_thresholds(work, tmp_path, capsys):
+    _, data = work
+    defects = tmp_path / "defects"
+    defects.mkdir()
+    for kind in ("hole", "scratch"):
+        (defects / f"{kind}.png").write_bytes((data / "test" / kind / "000.png").read_bytes())
+        (defects / f"{kind}_mask.png").write_bytes((data / "ground_truth" / kind / "000_mask.png").read_bytes())
+    model = tmp_path / "f1.pt"
+    argv = ["train", "--data", str(data), "--out", str(model), "--threshold-defects", str(defects), "--fpr", "0.3"]
+    assert main(argv + SMALL) == 0
+    loaded = load_model(model, device="cpu")
+    assert loaded.fpr == 0.3
+    th = loaded.thresholds_
+    assert th.rule == "f1" and f"2 annotated defects in {defects}" in th.source and "image_f1" in th.stats
+    assert "F1-max" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("extra, needle", [
+    (["--threshold-rule", "f1"], "--threshold-defects"),
+    (["--fpr", "0"], "fraction in (0, 1)"),
+    (["--fpr", "nan"], "finite"),
+])
+def test_train_threshold_options_fail_before_training(work, tmp_path, capsys, extra, needle):
+    _, data = work
+    assert main(["train", "--data", str(data), "--out", str(tmp_path / "m.pt")] + extra + SMALL) == 2
+    assert needle in capsys.readouterr().err
+    assert not (tmp_path / "m.pt").exists()
+
+
+def test_train_f1_rule_on_seen_anomalies_of_a_supervised_method(work, tmp_path):
+    _, data = work
+    model = tmp_path / "sup.pt"
+    argv = ["train", "--method", "seen_recorder_cli", "--data", str(data), "--out", str(model),
+            "--seen-anomalies", "3", "--threshold-rule", "f1", "--param", "coreset_ratio=0.5"]
+    assert main(argv + SMALL) == 0
+    th = load_model(model, device="cpu").thresholds_
+    assert th.rule == "f1" and "3 seen anomalies (also trained on" in th.source

@@ -1,133 +1,223 @@
-"""Scoring new, unlabelled images with a fitted model: files in, scores and overlays out.
+"""Scoring new, unlabelled images: files in, one decision per file out.
 
-Files are read in chunks so a large folder never sits in memory at once; a file that
-cannot be read is reported with its reason and skipped, the rest are scored. Every
-overlay of one run shares one colour scale, so overlays can be compared by eye.
+Talks to a model only through the :class:`~defectkit.deploy.scorer.Scorer` interface, so
+the torch estimator and the exported runtime produce the same files by the same code;
+nothing here imports torch.
+
+For every input entry one record goes to ``predictions.jsonl`` and one row to
+``predictions.csv``: the score, the label (``good`` / ``defect``; ``unreadable`` or
+``skipped`` with the reason for entries that were not scored), the threshold, the
+normalised score (0.5 = threshold) and the defect boxes. Each defective image also gets
+a binary mask PNG, and each scored image an overlay with the defect regions outlined.
+Boxes, masks and overlays are at the model's resolution (``map_size`` in each record).
+
+Prediction streams: files are read, scored and written a chunk at a time, and nothing
+per file is kept in memory afterwards. The overlay colour scale is therefore fixed in
+advance from the thresholds (``Thresholds.colour_scale``: from the median normal pixel
+to as far above the pixel threshold, which sits mid-scale), the same for every run of
+that model; a model without a pixel threshold draws each overlay on its own min..max.
 """
 
 from __future__ import annotations
 
 import csv
-import re
-import shutil
-import tempfile
+import json
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Dict, List, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, Optional
 
 import numpy as np
+from PIL import Image
 
-from ..viz.overlay import display_images, save_overlay
+from ..deploy.regions import defect_boxes, defect_mask
+from ..deploy.thresholds import Thresholds, user_thresholds
+from ..utils.outputs import OutputDir
+from ..viz.overlay import heatmap_overlay
+from .inputs import UNREADABLE_REASONS, Inputs, expand_inputs, slug  # noqa: F401  (re-exported)
 
 #: Files read per step (bounds memory on large folders).
 PREDICT_CHUNK = 32
+#: Columns of predictions.csv, in order.
+CSV_COLUMNS = ("file", "score", "label", "threshold", "normalised_score", "n_boxes", "boxes", "mask", "overlay",
+               "error")
+#: Outline colour of predicted defect regions on overlays.
+CONTOUR_COLOUR = (255, 255, 255)
 
 
-def slug(text: str) -> str:
-    """A file-name-safe version of ``text``."""
-    return re.sub(r"[^A-Za-z0-9_.+-]+", "_", text)
-
-
-def expand_inputs(inputs: Sequence[str]) -> List[Path]:
-    """Files as given, plus every non-hidden file directly inside each folder (sorted).
-
-    Folders are not filtered by extension: a file that is not an image is reported
-    with its reason rather than silently ignored.
-    """
-    files: List[Path] = []
-    for item in inputs:
-        p = Path(item)
-        if p.is_dir():
-            files.extend(sorted((c for c in p.iterdir() if c.is_file() and not c.name.startswith(".")),
-                                key=lambda c: c.name))
-        elif p.exists():
-            files.append(p)
-        else:
-            raise FileNotFoundError(f"input not found: '{p}'")
-    if not files:
-        raise FileNotFoundError(f"no files found in {', '.join(repr(str(i)) for i in inputs)}")
-    return files
-
-
-def overlay_names(paths: Sequence[Path]) -> List[str]:
-    """``<stem>_overlay.png``, with -2, -3 ... when two inputs share a stem."""
-    seen: Dict[str, int] = {}
-    names = []
-    for p in paths:
-        stem = slug(p.stem) or "image"
-        n = seen.get(stem, 0) + 1
-        seen[stem] = n
-        names.append(f"{stem}_overlay.png" if n == 1 else f"{stem}-{n}_overlay.png")
-    return names
+def resolve_thresholds(stored: Optional[Thresholds], image: Optional[float] = None,
+                       pixel: Optional[float] = None) -> Optional[Thresholds]:
+    """The thresholds a run decides with: the model's, with ``image`` / ``pixel`` overriding them."""
+    if image is None and pixel is None:
+        return stored
+    if stored is None:
+        if image is None:
+            raise ValueError("--pixel-threshold alone is not enough: this model stores no image threshold; "
+                             "pass --threshold too")
+        return user_thresholds(image, pixel)
+    return stored.with_values(image, pixel)
 
 
 @dataclass
-class Prediction:
-    """Scores of the readable files, the skipped ones with reasons, and the overlay scale."""
+class PredictSummary:
+    """Counts of one run (nothing per file is kept)."""
 
-    paths: List[Path]
-    scores: List[float]
-    overlays: List[str]
-    skipped: List[Tuple[Path, str]] = field(default_factory=list)
-    vmin: float = float("nan")
-    vmax: float = float("nan")
+    out: Path
+    thresholds: Optional[Thresholds]
+    n_entries: int = 0
+    n_good: int = 0
+    n_defect: int = 0
+    n_unlabelled: int = 0
+    n_unreadable: int = 0
+    n_skipped: int = 0
+    colour_scale: str = ""
+    files: Dict[str, str] = field(default_factory=dict)
+
+    @property
+    def n_scored(self) -> int:
+        return self.n_good + self.n_defect + self.n_unlabelled
+
+    def line(self) -> str:
+        parts = [f"{self.n_good} good", f"{self.n_defect} defect"]
+        if self.n_unlabelled:
+            parts.append(f"{self.n_unlabelled} scored without a label")
+        parts.append(f"{self.n_unreadable} unreadable")
+        if self.n_skipped:
+            parts.append(f"{self.n_skipped} skipped")
+        return f"{self.n_entries} entries: " + ", ".join(parts)
 
 
-def predict_files(model, files: Sequence[Path], out: Path, threshold: Optional[float] = None,
-                  on_skip: Optional[Callable[[Path, str], None]] = None, progress: bool = True) -> Prediction:
-    """Score ``files``, write ``scores.csv`` and one overlay per readable file into ``out``."""
+class _Writers:
+    """predictions.jsonl and predictions.csv, one record at a time."""
+
+    def __init__(self, out: OutputDir):
+        self.jsonl_path = out.file("predictions.jsonl")
+        self.csv_path = out.file("predictions.csv")
+        self._jsonl = open(self.jsonl_path, "w", encoding="utf-8")
+        self._csv_file = open(self.csv_path, "w", newline="", encoding="utf-8")
+        self._csv = csv.writer(self._csv_file)
+        self._csv.writerow(CSV_COLUMNS)
+
+    def write(self, record: Dict[str, Any]) -> None:
+        self._jsonl.write(json.dumps(record) + "\n")
+        row = dict(record)
+        row["boxes"] = json.dumps(record["boxes"]) if record.get("boxes") else ""
+        row["n_boxes"] = len(record.get("boxes") or [])
+        self._csv.writerow(["" if row.get(k) is None else (repr(row[k]) if isinstance(row[k], float) else row[k])
+                            for k in CSV_COLUMNS])
+
+    def flush(self) -> None:
+        self._jsonl.flush()
+        self._csv_file.flush()
+
+    def close(self) -> None:
+        self._jsonl.close()
+        self._csv_file.close()
+
+
+def _not_scored(file: str, label: str, reason: str) -> Dict[str, Any]:
+    return {"file": file, "score": None, "label": label, "threshold": None, "normalised_score": None,
+            "boxes": [], "mask": None, "overlay": None, "error": reason}
+
+
+def predict_files(
+    scorer,
+    inputs: Inputs,
+    out: OutputDir,
+    thresholds: Optional[Thresholds] = None,
+    overlays: bool = True,
+    on_record: Optional[Callable[[Dict[str, Any]], None]] = None,
+    progress: bool = True,
+) -> PredictSummary:
+    """Score ``inputs`` with ``scorer`` and write predictions, masks and overlays into ``out``.
+
+    ``thresholds`` decide good/defect (None: scores only, labels left empty).
+    ``on_record`` is called with each record as it is written. Raises ValueError when
+    no input could be read, after writing the records that say why.
+    """
     from tqdm.auto import tqdm
 
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    kept: List[Path] = []
-    scores: List[float] = []
-    rgbs: List[np.ndarray] = []
-    maps: List[np.ndarray] = []
-    skipped: List[Tuple[Path, str]] = []
-    bar = tqdm(total=len(files), desc="predict", unit="file", leave=False, disable=not progress)
-    # A tiled model scores one full-resolution image at a time (images may differ in size), and
-    # its maps wait on disk rather than in memory until the common colour scale is known.
-    tiled = getattr(model, "tiling_", None) is not None
-    step = 1 if tiled else PREDICT_CHUNK
-    spool = Path(tempfile.mkdtemp(prefix=".maps-", dir=out)) if tiled else None
-    vmin, vmax = float("inf"), float("-inf")
+    summary = PredictSummary(out.path, thresholds)
+    scale = thresholds.colour_scale() if thresholds is not None else None
+    summary.colour_scale = ("per image (min..max of its own map): the model has no pixel threshold" if scale is None
+                            else f"fixed [{scale[0]:.4g}, {scale[1]:.4g}] from the pixel threshold and normal pixels")
+    writers = _Writers(out)
+    summary.files = {"jsonl": str(writers.jsonl_path), "csv": str(writers.csv_path)}
+    size = int(scorer.output_size)
+
+    def emit(record: Dict[str, Any]) -> None:
+        writers.write(record)
+        summary.n_entries += 1
+        if on_record is not None:
+            on_record(record)
+
     try:
-        for start in range(0, len(files), step):
-            chunk = list(files[start : start + step])
-            batch, ok, errors = model.load_inputs(chunk, on_error="skip")
-            for path, reason in errors:
-                skipped.append((Path(path), reason))
-                if on_skip is not None:
-                    on_skip(Path(path), reason)
-            if len(ok):
-                s, m = model.predict(batch)
-                kept.extend(Path(p) for p in ok)
-                scores.extend(float(x) for x in s)
-                m = np.asarray(m, dtype=np.float32)
-                vmin, vmax = min(vmin, float(m.min())), max(vmax, float(m.max()))
-                if spool is None:
-                    maps.extend(m)
-                    rgbs.extend(display_images(batch))
-                else:
-                    np.save(spool / f"{len(kept) - 1}.npy", m[0])
+        for name, reason in inputs.left_out:
+            counted = "unreadable" if reason in UNREADABLE_REASONS else "skipped"
+            setattr(summary, f"n_{counted}", getattr(summary, f"n_{counted}") + 1)
+            emit(_not_scored(name, counted, reason))
+        bar = tqdm(total=len(inputs.files), desc="predict", unit="file", leave=False, disable=not progress)
+        for start in range(0, len(inputs.files), PREDICT_CHUNK):
+            chunk = inputs.files[start : start + PREDICT_CHUNK]
+            names = inputs.names[start : start + PREDICT_CHUNK]
+            batch, ok, errors = scorer.load_batch(chunk)
+            ok_index = {Path(p): i for i, p in enumerate(ok)}
+            reasons = {Path(p): r for p, r in errors}
+            scores = maps = images = None
+            if ok:
+                scores, maps = scorer.score(batch)
+                images = scorer.display_images(batch) if overlays else None
+            normalised = None
+            if ok and thresholds is not None:
+                normalised = thresholds.normalised(scores)
+            for path, stem in zip(chunk, names):
+                path = Path(path)
+                if path not in ok_index:
+                    summary.n_unreadable += 1
+                    emit(_not_scored(str(path), "unreadable", reasons.get(path, "could not be read")))
+                    continue
+                i = ok_index[path]
+                emit(_record(path, stem, float(scores[i]), maps[i], None if images is None else images[i],
+                             thresholds, None if normalised is None else float(normalised[i]), scale, size,
+                             out, summary))
+            del batch, scores, maps, images
+            writers.flush()
             bar.update(len(chunk))
         bar.close()
-        if not kept:
-            raise ValueError(f"none of the {len(files)} input files could be read as an image")
-        names = overlay_names(kept)
-        with open(out / "scores.csv", "w", newline="") as f:
-            w = csv.writer(f)
-            w.writerow(["path", "score", "is_anomalous", "overlay"])
-            for i, (path, score, name) in enumerate(zip(kept, scores, names)):
-                if spool is None:
-                    rgb, amap = rgbs[i], maps[i]
-                else:
-                    rgb, amap = display_images(model.load_inputs([path])[0])[0], np.load(spool / f"{i}.npy")
-                save_overlay(out / name, rgb, amap, vmin, vmax)
-                flag = "" if threshold is None else int(score >= threshold)
-                w.writerow([str(path), repr(score), flag, name])
     finally:
-        if spool is not None:
-            shutil.rmtree(spool, ignore_errors=True)
-    return Prediction(kept, scores, names, skipped, vmin, vmax)
+        writers.close()
+    if summary.n_scored == 0:
+        raise ValueError(f"none of the {len(inputs.files)} input files could be read as an image "
+                         f"(reasons in {writers.jsonl_path})")
+    return summary
+
+
+def _record(path: Path, stem: str, score: float, amap: np.ndarray, image: Optional[np.ndarray],
+            thresholds: Optional[Thresholds], normalised: Optional[float], scale, size: int,
+            out: OutputDir, summary: PredictSummary) -> Dict[str, Any]:
+    """Decide one scored image, write its mask and overlay, and return its record."""
+    record: Dict[str, Any] = {"file": str(path), "score": score, "label": None, "threshold": None,
+                              "normalised_score": normalised, "pixel_threshold": None, "boxes": [],
+                              "mask": None, "overlay": None, "map_size": size, "error": None}
+    mask = None
+    if thresholds is None:
+        summary.n_unlabelled += 1
+    else:
+        defect = score >= thresholds.image
+        record.update(label="defect" if defect else "good", threshold=thresholds.image,
+                      pixel_threshold=thresholds.pixel)
+        if defect:
+            summary.n_defect += 1
+        else:
+            summary.n_good += 1
+        if defect and thresholds.pixel is not None:
+            mask = defect_mask(amap, thresholds.pixel)
+            record["boxes"] = defect_boxes(amap, mask)
+            target = out.file(f"masks/{stem}.png")
+            Image.fromarray(mask.astype(np.uint8) * 255).save(target)
+            record["mask"] = f"masks/{stem}.png"
+    if image is not None:
+        vmin, vmax = scale if scale is not None else (float(np.min(amap)), float(np.max(amap)))
+        target = out.file(f"overlays/{stem}.png")
+        heatmap_overlay(image, amap, vmin, vmax, mask=mask, contour_colour=CONTOUR_COLOUR).save(target)
+        record["overlay"] = f"overlays/{stem}.png"
+    return record

@@ -6,6 +6,9 @@ Shared by ``defectkit test``, ``defectkit demo`` and benchmarks with run pages: 
 escapes and a few examples (``overlays/``), ``run.json`` (engine/run_record.py) -- and
 builds the page from those files (engine/report.py), exactly as ``defectkit report``
 rebuilds it later.
+When the model carries thresholds, the test set's good/defect confusion at the model's own
+image threshold is reported too (``decision.json``): the test set only reads that decision,
+it never sets it.
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ from ..utils.atomic import atomic_write_text
 from ..viz.overlay import display_images, save_overlay, select_examples
 from .breakdown import per_defect_type
 from .curves import pixel_curves
+from ..utils.outputs import OutputDir
 from .evaluate import EvaluationResult, evaluate_model, write_per_image_csv
 from .report import write_run_report
 from .run_record import build_record, deployed_threshold, run_params, write_record
@@ -40,6 +44,53 @@ class TestRun:
     per_image_csv: Path
     metrics_json: Path
     run_json: Optional[Path] = None
+    decision: Optional[Dict[str, Any]] = None
+
+
+def decision_at_threshold(labels: Sequence[int], scores: Sequence[float], thresholds) -> Dict[str, Any]:
+    """Good/defect confusion of ``score >= thresholds.image`` against the true labels (1 = defect)."""
+    y = np.asarray(labels).astype(bool)
+    flagged = np.asarray(scores, dtype=np.float64) >= thresholds.image
+    counts = {
+        "good_as_good": int(np.sum(~y & ~flagged)),
+        "good_as_defect": int(np.sum(~y & flagged)),
+        "defect_as_good": int(np.sum(y & ~flagged)),
+        "defect_as_defect": int(np.sum(y & flagged)),
+    }
+    n_good, n_defect = int(np.sum(~y)), int(np.sum(y))
+    return {
+        "threshold": thresholds.image,
+        "rule": thresholds.rule,
+        "how": thresholds.describe(),
+        "confusion": counts,
+        "good_flagged_fraction": counts["good_as_defect"] / n_good if n_good else None,
+        "defect_found_fraction": counts["defect_as_defect"] / n_defect if n_defect else None,
+        "held_out_normals_flagged_fraction": thresholds.flagged_normals(),
+    }
+
+
+def decision_lines(decision: Dict[str, Any]) -> List[str]:
+    """The confusion at the model's threshold as a few printable lines."""
+    c = decision["confusion"]
+    lines = [f"at the model's threshold {decision['threshold']:.4g} ({decision['rule']}; chosen without test data):",
+             f"  good images:      {c['good_as_good']} passed, {c['good_as_defect']} flagged",
+             f"  defective images: {c['defect_as_defect']} flagged, {c['defect_as_good']} passed"]
+    if decision.get("held_out_normals_flagged_fraction") is not None:
+        lines.append(f"  held-out normals flagged when it was set: {decision['held_out_normals_flagged_fraction']:.1%}")
+    return lines
+
+
+def model_params(model) -> Dict[str, Any]:
+    """The model's parameters, fit summary, versions and machine, as the report shows them."""
+    params: Dict[str, Any] = {"method": model.method}
+    params.update(model.get_params())
+    params.pop("cache_dir", None)
+    params["resolution"] = model.preprocess.output_size
+    params["fit_info"] = dict(getattr(model, "fit_info_", {}))
+    env = environment_info(model.device_)
+    params["versions"] = {k: env[k] for k in ("defectkit_version", "torch_version", "numpy_version", "python_version")}
+    params["machine"] = env["machine"]
+    return params
 
 
 def unseen_test_set(model, dataset) -> Tuple[List, List[str]]:
@@ -107,10 +158,15 @@ def _write_overlays(result: EvaluationResult, model, folder: Path, picks: Dict[s
 
 
 def write_test_run(model, result: EvaluationResult, out: Path, title: str, n_examples: int = 6,
-                   extra: Optional[Dict[str, Any]] = None, gallery_size: int = GALLERY_SIZE) -> TestRun:
-    """Write the run's folder ``out`` from an evaluation, then its page (report.html, report.md)."""
-    out = Path(out)
+                   extra: Optional[Dict[str, Any]] = None, gallery_size: int = GALLERY_SIZE,
+                   output: Optional[OutputDir] = None) -> TestRun:
+    """Write the run's folder ``out`` from an evaluation, then its page (report.html, report.md).
+
+    ``output`` (a prepared :class:`~defectkit.utils.outputs.OutputDir` for ``out``) lists
+    every file written, so a later ``--force`` run removes exactly these."""
+    out = Path(out) if output is None else output.path
     out.mkdir(parents=True, exist_ok=True)
+    before = {f for f in out.rglob("*") if f.is_file()}
     csv_path = write_per_image_csv(result, out / "per_image.csv")
     payload = dict(result.metrics)
     if result.group_metrics:
@@ -140,15 +196,23 @@ def write_test_run(model, result: EvaluationResult, out: Path, title: str, n_exa
                           run_params(model, result, extra), result.n_images)
     run_json = write_record(out, record)
     report = write_run_report(out)
-    return TestRun(result, report, csv_path, metrics_path, run_json)
+    decision = None
+    thresholds = getattr(model, "thresholds_", None)
+    if thresholds is not None:
+        decision = decision_at_threshold([s.label for s in result.samples], result.scores, thresholds)
+        atomic_write_text(out / "decision.json", json.dumps(decision, indent=1) + "\n")
+    if output is not None:
+        for f in sorted({f for f in out.rglob("*") if f.is_file()} - before):
+            output.record(f)
+    return TestRun(result, report, csv_path, metrics_path, run_json, decision)
 
 
 def run_test(model, test_samples: Sequence, out: Path, title: str, n_examples: int = 6,
              extra: Dict[str, Any] = None, progress: bool = True, strict: bool = False,
-             groups: Dict[str, Any] = None) -> TestRun:
+             groups: Dict[str, Any] = None, output: Optional[OutputDir] = None) -> TestRun:
     """Evaluate, then write the run's folder and page into ``out`` (``write_test_run``).
 
     ``strict``: a mask whose size differs from its image's is an error, not a warning.
     ``groups``: named groups of defect types to score apart (a dataset's ``defect_groups``)."""
     result = evaluate_model(model, test_samples, progress=progress, strict=strict, groups=groups)
-    return write_test_run(model, result, Path(out), title, n_examples, extra)
+    return write_test_run(model, result, Path(out), title, n_examples, extra, output=output)

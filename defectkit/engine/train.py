@@ -57,11 +57,43 @@ def seen_for_training(method: str, data: PathLike, seed: int, seen_anomalies: in
     return seen, f"test set of {data}, seed {seed}"
 
 
-def fit_model(model, items: list, seen: Optional[List] = None, source: str = "", progress: bool = True):
-    """Fit ``model``; with seen anomalies, record their names so ``test`` can leave them out."""
+def threshold_defects(rule: Optional[str], defects_dir: Optional[PathLike] = None,
+                      seen: Optional[List] = None) -> Tuple[Optional[List], str]:
+    """(defect Samples for F1-max thresholds or None, where they come from), checked before training.
+
+    ``rule`` "f1" (implied by ``defects_dir``) needs annotated defects: ``defects_dir``
+    (never trained on), else a supervised fit's seen anomalies, which the model also
+    trains on, so F1 on them is optimistic (said in the thresholds' source).
+    """
+    if defects_dir:
+        if rule == "fpr":
+            raise ValueError("--threshold-defects sets F1-max thresholds; it cannot be combined with "
+                             "--threshold-rule fpr")
+        return seen_from_folder(defects_dir), f"annotated defects in {defects_dir}"
+    if rule != "f1":
+        return None, ""
     if seen is None:
-        return model.fit(items, progress=progress)
-    model.fit(items, progress=progress, seen=seen)
-    model.fit_info_["seen_anomalies"] = seen_file_names(seen)
-    model.fit_info_["seen_source"] = source
+        raise ValueError("--threshold-rule f1 needs defect images with masks: --threshold-defects DIR (or, for a "
+                         "supervised method, its seen anomalies)")
+    return list(seen), "seen anomalies (also trained on, so F1 on them is optimistic)"
+
+
+def fit_model(model, items: list, seen: Optional[List] = None, source: str = "", progress: bool = True,
+              defects: Optional[List] = None, defect_source: str = "annotated defects"):
+    """Fit ``model``; with seen anomalies, record their names so ``test`` can leave them out.
+
+    ``defects`` (annotated Samples): afterwards, set F1-max thresholds on them against
+    the held-out normals (``AnomalyModel.calibrate``).
+    """
+    if seen is None:
+        model.fit(items, progress=progress)
+    else:
+        model.fit(items, progress=progress, seen=seen)
+        model.fit_info_["seen_anomalies"] = seen_file_names(seen)
+        model.fit_info_["seen_source"] = source
+    if defects is not None:
+        if getattr(model, "thresholds_", None) is None:
+            raise ValueError("F1-max thresholds need held-out normal images, and this fit held out none "
+                             "(too few training images, or a hold-out fraction of 0)")
+        model.calibrate(defects=defects, defect_source=defect_source, progress=progress)
     return model

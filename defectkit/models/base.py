@@ -10,6 +10,10 @@ A model file (``utils.model_file``) carries a format version, the defectkit vers
 the method's registered name, its parameters, the backbone and the preprocessing, so a
 model loads and preprocesses new images exactly as it was trained. Loading never runs
 code from the file.
+
+Every fitted model also carries decision thresholds (``thresholds_``,
+``deploy.thresholds.Thresholds``), set in one place, :meth:`AnomalyModel.calibrate`, from
+normal training images the method held out and never trained on.
 """
 
 from __future__ import annotations
@@ -30,6 +34,7 @@ from ..data.preprocess import Box, Preprocess
 from ..data.samples import Sample
 from ..data.splits import split_validation
 from ..data.tiling import Stitcher, Tiling
+from ..deploy.thresholds import DEFAULT_FPR, Thresholds, calibrate as calibrate_thresholds, check_fpr
 from ..features import FeatureExtractor
 from ..utils.device import resolve_device, seed_everything
 from ..utils.images import to_uint8
@@ -48,7 +53,7 @@ ImagesLike = Union[torch.Tensor, ImageBatch, NativeBatch, Sequence[Union[str, Pa
 
 #: parameters every method takes; they have their own CLI options
 BASE_PARAMS = ("backbone", "weights", "image_size", "crop_size", "device", "seed", "batch_size", "cache_dir",
-               "use_cache", "resize", "tile_size", "tile_overlap")
+               "use_cache", "resize", "tile_size", "tile_overlap", "fpr")
 #: changing one of these invalidates the built backbone
 _BACKBONE_PARAMS = ("backbone", "weights", "device")
 
@@ -108,6 +113,7 @@ class AnomalyModel:
         resize: str = "square",
         tile_size: Optional[int] = None,
         tile_overlap: int = 32,
+        fpr: float = DEFAULT_FPR,
     ):
         self.backbone = backbone
         self.weights = weights
@@ -121,6 +127,7 @@ class AnomalyModel:
         self.resize = resize
         self.tile_size = tile_size
         self.tile_overlap = tile_overlap
+        self.fpr = fpr
 
     # ---- parameters -------------------------------------------------------------------
     @classmethod
@@ -180,6 +187,7 @@ class AnomalyModel:
     def min_image_size(self) -> int:
         """Smallest model input side: 2x2 cells on the coarsest feature map, and at least MIN_IMAGE_SIDE."""
         return max(MIN_IMAGE_SIDE, 2 * max(int(s) for s in self.feature_strides))
+        check_fpr(self.fpr)
 
     # ---- derived set-up (properties, so constructors stay plain) ---------------------------
     @property
@@ -260,11 +268,18 @@ class AnomalyModel:
         """Learn from normal images: a dataset with ``.train``, Samples, or image paths.
 
         A tiled model (``tile_size``) trains on the windows of every image at native
-        resolution; the held-out validation images are then whole source images."""
+        resolution; the held-out validation images are then whole source images.
+
+        After training, the normal images the method held out (:meth:`_hold_out`) are
+        scored by the final model and set ``thresholds_`` (:meth:`calibrate`); without a
+        hold-out, ``thresholds_`` is None.
+        """
         self.check_params()
         seed_everything(self.seed)
         start = time.perf_counter()
         self.fit_info_: Dict[str, Any] = {}
+        self.thresholds_: Optional[Thresholds] = None
+        self.__dict__["_held_out"] = []
         paths = training_paths(train_data)
         try:
             if self.tiling_ is not None:
@@ -277,13 +292,90 @@ class AnomalyModel:
             self.__dict__.pop("_split_groups", None)
         self.fit_info_["train_seconds"] = time.perf_counter() - start
         self._fitted = True
+        held_out = self.__dict__.pop("_held_out", [])
+        if held_out:
+            self.calibrate(held_out, source=f"{len(held_out)} held-out normal training images (not trained on)",
+                           progress=progress)
+        else:
+            self.fit_info_["thresholds"] = "none: no normal images were held out"
         return self
 
-    def validation_split(self, n: int) -> Tuple[np.ndarray, Optional[np.ndarray]]:
-        """The seeded validation split of ``n`` training items (``val_fraction``, ``seed``).
+    def _hold_out(self, paths: Sequence[Path], fraction: float) -> Tuple[np.ndarray, Optional[np.ndarray]]:
+        """The seeded validation split of ``paths`` (``data.splits.split_validation``) -> (train, held-out
+        indices or None). ``fit`` scores the held-out images after training to set the thresholds.
 
         Training tiles are split by source image, so no held-out tile overlaps a trained one."""
-        return split_validation(n, self.val_fraction, self.seed, groups=self.__dict__.get("_split_groups"))
+        train_idx, val_idx = split_validation(len(paths), fraction, self.seed, groups=self.__dict__.get("_split_groups"))
+        self.__dict__["_held_out"] = [] if val_idx is None else [Path(paths[i]) for i in val_idx]
+        return train_idx, val_idx
+
+    def calibrate(
+        self,
+        normal_images: Optional[ImagesLike] = None,
+        *,
+        fpr: Optional[float] = None,
+        pixel_fpr: Optional[float] = None,
+        defects: Optional[Sequence[Sample]] = None,
+        source: Optional[str] = None,
+        defect_source: str = "annotated defects",
+        progress: bool = False,
+    ) -> Thresholds:
+        """Set ``thresholds_`` from normal images the model did not train on (never test data).
+
+        ``normal_images``: score them and take the quantile rule at ``fpr`` (default: the
+        ``fpr`` parameter; a given ``fpr`` becomes the parameter). Without them, the
+        held-out normal scores stored in ``thresholds_`` are re-used, so thresholds can be
+        re-set without retraining. ``defects``: annotated defect Samples (with masks) for
+        F1-max, the normals as negatives (``deploy.thresholds``).
+        """
+        if not self.fitted_:
+            raise RuntimeError(f"{type(self).__name__} is not fitted: call fit() or load() first")
+        if fpr is not None:
+            self.fpr = check_fpr(fpr)
+        t0 = time.perf_counter()
+        if normal_images is not None:
+            scores, maps = self._predict_chunked(normal_images, progress, "calibration")
+            thresholds = calibrate_thresholds(scores, maps, self.fpr, pixel_fpr,
+                                              source or f"{len(scores)} normal images")
+        else:
+            current = getattr(self, "thresholds_", None)
+            if current is None or not current.normal_scores:
+                raise ValueError("this model stores no held-out normal scores: give normal images it did not "
+                                 "train on (CLI: defectkit threshold --normals DIR)")
+            thresholds = current.with_fpr(self.fpr, pixel_fpr)
+        if defects is not None:
+            defects = list(defects)
+            if not defects:
+                raise ValueError("no defect images given for F1-max")
+            d_scores, d_maps = self._predict_chunked(defects, progress, "defects")
+            masks = None
+            if all(getattr(d, "mask_path", None) is not None for d in defects):
+                from ..data.batches import load_masks
+
+                masks = load_masks(defects, self.preprocess)[:, 0].numpy() > 0.5
+            thresholds = thresholds.with_f1(d_scores, d_maps if masks is not None else None, masks, defect_source)
+        self.thresholds_ = thresholds
+        info = self._fit_info()
+        info["calibration_seconds"] = time.perf_counter() - t0
+        info["thresholds"] = thresholds.describe()
+        return thresholds
+
+    def _predict_chunked(self, images: ImagesLike, progress: bool, desc: str) -> Tuple[np.ndarray, np.ndarray]:
+        """``predict`` in chunks of files (bounded memory) -> (scores, maps) as numpy arrays."""
+        from tqdm.auto import tqdm
+
+        if isinstance(images, torch.Tensor):
+            return self.predict(images)
+        items = list(images)
+        step = max(1, self.batch_size) * 4
+        scores, maps = [], []
+        for start in tqdm(range(0, len(items), step), desc=desc, unit="chunk", disable=not progress, leave=False):
+            s, m = self.predict(items[start : start + step])
+            scores.append(s)
+            maps.append(m)
+        if not scores:
+            raise ValueError(f"no images given for {desc}")
+        return np.concatenate(scores), np.concatenate(maps)
 
     def _tile_dir(self) -> Path:
         from ..features.extractor import default_cache_dir
@@ -428,6 +520,7 @@ class AnomalyModel:
             },
             "preprocess": self.preprocess.to_dict(),
             "fit_info": self.fit_info_,
+            "thresholds": None if getattr(self, "thresholds_", None) is None else self.thresholds_.to_dict(),
             "state": self._get_state(),
         }
         return write_model_file(path, payload)
@@ -460,5 +553,11 @@ class AnomalyModel:
             )
         model._set_state(payload["state"])
         model.fit_info_ = payload.get("fit_info", {})
+        stored = payload.get("thresholds")
+        try:
+            model.thresholds_ = None if stored is None else Thresholds.from_dict(stored)
+        except (AttributeError, TypeError, ValueError) as exc:
+            raise ValueError(f"{path}: the stored thresholds are unusable ({exc}); re-set them with "
+                             "`defectkit threshold --model ... --normals DIR`") from None
         model._fitted = True
         return model

@@ -4,6 +4,12 @@ The baseline every seed paper compares against. Training is feature extraction p
 greedy coreset, no gradient steps; a location's score is the distance from its patch
 feature to the nearest feature in the bank, and the image score is the largest patch
 score reweighted by how isolated that nearest bank entry is (paper, Sec. 3.3).
+
+PatchCore trains no weights, so it needs no validation split to choose an epoch; it
+still holds out ``calibration_fraction`` of the normal images (seeded, as the trained
+methods' validation split), builds its bank from the rest, and scores the held-out ones
+to set its decision thresholds (``AnomalyModel.calibrate``). A bank built from every
+image would score its own images near 0, so they cannot stand in for new normals.
 """
 
 from __future__ import annotations
@@ -25,7 +31,10 @@ from .components.nearest_neighbour import NearestNeighbourIndex, check_search_ba
 class PatchCore(AnomalyModel):
     """PatchCore: memory bank of normal patch features, nearest-neighbour distance as the score.
 
-    Learned state: ``memory_bank_`` (the coreset of normal patch features).
+    ``calibration_fraction`` 0.15: normal images held out of the bank and scored to set
+    the thresholds (0: the bank uses every image and the model has no thresholds).
+
+    Learned state: ``memory_bank_`` (the coreset of normal patch features), ``thresholds_``.
     """
 
     method = "patchcore"
@@ -42,6 +51,7 @@ class PatchCore(AnomalyModel):
         stage_balance: bool = True,
         aggregation: str = "mean",
         embed_dim: int = 128,
+        calibration_fraction: float = 0.15,
         **base: Any,
     ):
         super().__init__(**base)
@@ -55,6 +65,7 @@ class PatchCore(AnomalyModel):
         self.stage_balance = stage_balance
         self.aggregation = aggregation  # "mean" or the official code's "adaptive" (features/fusion.py)
         self.embed_dim = embed_dim
+        self.calibration_fraction = calibration_fraction
 
     def check_params(self) -> None:
         super().check_params()
@@ -62,6 +73,8 @@ class PatchCore(AnomalyModel):
         check_patch_size(self.patch_size)
         check_bounds(self, coreset_ratio="(0, 1]", projection_dim=">= 0", num_neighbours=">= 1", blur_sigma=">= 0")
         check_search_backend(self.search_backend)
+        if not 0.0 <= self.calibration_fraction < 1.0:
+            raise ValueError(f"calibration_fraction must be in [0, 1), got {self.calibration_fraction!r}")
 
     def patch_features(self, stage_features: Dict[int, torch.Tensor]) -> torch.Tensor:
         """{stride: N x C x h x w} -> N x h x w x D patch features."""
@@ -74,7 +87,8 @@ class PatchCore(AnomalyModel):
         import time
 
         t0 = time.perf_counter()
-        feats = self.patch_features(self.feature_extractor(self.strides)(paths))
+        train_idx, held_idx = self._hold_out(paths, self.calibration_fraction)
+        feats = self.patch_features(self.feature_extractor(self.strides)([paths[i] for i in train_idx]))
         bank = feats.reshape(-1, feats.shape[-1])
         t1 = time.perf_counter()
         keep = greedy_coreset(bank, self.coreset_ratio, self.projection_dim, self.seed, progress)
@@ -85,6 +99,9 @@ class PatchCore(AnomalyModel):
             coreset_seconds=time.perf_counter() - t1,
             bank_size=int(self.memory_bank_.shape[0]),
             patches=int(bank.shape[0]),
+            train_images=int(len(train_idx)),
+            val_images=0 if held_idx is None else int(len(held_idx)),
+            val_image_names=[] if held_idx is None else [paths[i].name for i in held_idx],
         )
 
     @property

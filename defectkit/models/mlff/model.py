@@ -354,7 +354,7 @@ class MLFF(AnomalyModel):
 
     def _fit(self, paths: List[Path], progress: bool) -> None:
         t0 = time.perf_counter()
-        train_idx, val_idx = self.validation_split(len(paths))
+        train_idx, val_idx = self._hold_out(paths, self.val_fraction)
         if self.finetune_backbone:
             self.tuned_backbone_ = copy.deepcopy(self.backbone_).eval()  # BN statistics stay ImageNet's
             for p in self.tuned_backbone_.parameters():

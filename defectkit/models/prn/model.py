@@ -278,7 +278,7 @@ class PRN(AnomalyModel):
     # ---- training ------------------------------------------------------------------------
     def _fit(self, paths: List[Path], progress: bool) -> None:
         t0 = time.perf_counter()
-        train_idx, val_idx = self.validation_split(len(paths))
+        train_idx, val_idx = self._hold_out(paths, self.val_fraction)
         train_paths = [paths[i] for i in train_idx]
         extractor = self.feature_extractor(self._stages)
         normal = extractor(train_paths)

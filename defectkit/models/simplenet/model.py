@@ -263,7 +263,7 @@ class SimpleNet(AnomalyModel):
 
     def _fit(self, paths: List[Path], progress: bool) -> None:
         t0 = time.perf_counter()
-        train_idx, val_idx = self.validation_split(len(paths))
+        train_idx, val_idx = self._hold_out(paths, self.val_fraction)
         extractor = self.feature_extractor(self.strides)
         feats = self.patch_features(extractor([paths[i] for i in train_idx]))
         val = self._validation_set([paths[i] for i in val_idx], extractor) if val_idx is not None else None
