@@ -213,7 +213,7 @@ def test_predict_and_test_refuse_a_non_empty_out_and_force_leaves_no_stale_files
     assert "--force" in capsys.readouterr().err
     assert main(["test", "--model", str(trained), "--data", str(data), "--out", str(tout), "--force",
                  "--examples", "1"]) == 0
-    assert len(list((tout / "overlays").glob("0*.png"))) == 1 < len(first)
+    assert len(list((tout / "overlays").glob("example_*.png"))) == 1 < len(first)
     assert (tout / "overlays" / "stale_from_me.png").read_bytes() == b"mine"
 
 

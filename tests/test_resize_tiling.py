@@ -316,5 +316,5 @@ def test_cli_train_test_predict_with_keep_and_tiles(wide, large, tmp_path, capsy
     assert "tiles 64px overlap 16px" in capsys.readouterr().out
     assert main(["predict", "--model", str(tmp_path / "tiled.pt"), "--input", str(big_root / "test" / "bad.png"),
                  str(big_root / "test" / "good.png"), "--out", str(tmp_path / "pred")]) == 0
-    overlay = Image.open(tmp_path / "pred" / "bad_overlay.png")
+    overlay = Image.open(tmp_path / "pred" / "overlays" / "bad.png")
     assert overlay.size == (W, H)  # drawn at native resolution

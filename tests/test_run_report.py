@@ -37,6 +37,7 @@ def tiny(tmp_path_factory):
     root = tmp_path_factory.mktemp("runreport")
     data = load_dataset(make_demo_dataset(root / "data", seed=2, n_train=6, n_test_good=4, n_test_defect=6, size=64))
     model = PatchCore(image_size=64, device="cpu", use_cache=False, seed=0).fit(data, progress=False)
+    model.thresholds_ = None  # the page without a stored threshold (the stored one is tested below)
     run = run_test(model, data.test, root / "run", "tiny <run>", extra={"data": str(data.root)}, progress=False)
     return root, data, model, run
 
