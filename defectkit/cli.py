@@ -476,9 +476,8 @@ def cmd_report(args) -> int:
 
 
 def cmd_predict(args) -> int:
-    from tqdm.auto import tqdm
-
     from .deploy.loading import load_scorer
+    from .utils.progress import write as progress_write
     from .engine.inputs import UNREADABLE_REASONS, expand_inputs, left_out_line
     from .engine.predict import predict_files, resolve_thresholds
     from .utils.outputs import OutputDir
@@ -497,11 +496,11 @@ def cmd_predict(args) -> int:
         if record["label"] == "unreadable":
             if record["error"] in UNREADABLE_REASONS:  # named on the skipped line already
                 return
-            tqdm.write(f"unreadable {record['file']}: {record['error']}", file=sys.stderr)
+            progress_write(f"unreadable {record['file']}: {record['error']}", file=sys.stderr)
             return
         verdict = "" if record["label"] is None else f" {record['label']}"
         boxes = f" ({len(record['boxes'])} regions)" if record["boxes"] else ""
-        tqdm.write(f"{record['file']}: {record['score']:.4g}{verdict}{boxes}")
+        progress_write(f"{record['file']}: {record['score']:.4g}{verdict}{boxes}", file=sys.stdout)
 
     with OutputDir.prepare(out, args.force) as output:
         for line in output.notes():

@@ -46,6 +46,7 @@ def runs(tmp_path_factory):
     root = tmp_path_factory.mktemp("browser")
     data = load_dataset(make_demo_dataset(root / "data", seed=3, n_train=6, n_test_good=5, n_test_defect=7, size=64))
     model = PatchCore(image_size=64, device="cpu", use_cache=False, seed=0).fit(data, progress=False)
+    model.thresholds_ = None  # first the page of a model that stores no threshold
     plain = run_test(model, data.test, root / "plain", "browser test run", extra={"data": "demo"}, progress=False)
     scores = np.array([r["score"] for r in plain.result.rows])
     model.thresholds_ = Thresholds(image=float(np.quantile(scores, 0.55)), rule="fpr", fpr=0.01,

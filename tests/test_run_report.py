@@ -2,7 +2,6 @@
 rebuilding with ``defectkit report``, the page size for a 100-image test set, and the
 benchmark page."""
 
-import csv
 import json
 import re
 import shutil

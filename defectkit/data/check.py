@@ -23,7 +23,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Tuple, Union
 
-from tqdm.auto import tqdm
+from ..utils.progress import progress as progress_bar
 
 from .batches import _map_ordered
 from .images import ImageReadError, _open_decoded, read_mask
@@ -93,7 +93,7 @@ def check_dataset(path: PathLike, layout: Optional[str] = None, progress: bool =
     splits = _splits(ds)
     samples = [(split, s) for split, items in splits for s in items]
 
-    bar = tqdm(total=len(samples), desc="check", unit="img", disable=not progress, leave=False)
+    bar = progress_bar(total=len(samples), desc="check", unit="img", enabled=progress)
 
     def image_job(item):
         out = _image_info(item[1].path)

@@ -134,7 +134,7 @@ def predict_files(
     ``on_record`` is called with each record as it is written. Raises ValueError when
     no input could be read, after writing the records that say why.
     """
-    from tqdm.auto import tqdm
+    from ..utils.progress import progress as progress_bar
 
     summary = PredictSummary(out.path, thresholds)
     scale = thresholds.colour_scale() if thresholds is not None else None
@@ -155,7 +155,7 @@ def predict_files(
             counted = "unreadable" if reason in UNREADABLE_REASONS else "skipped"
             setattr(summary, f"n_{counted}", getattr(summary, f"n_{counted}") + 1)
             emit(_not_scored(name, counted, reason))
-        bar = tqdm(total=len(inputs.files), desc="predict", unit="file", leave=False, disable=not progress)
+        bar = progress_bar(total=len(inputs.files), desc="predict", unit="file", enabled=progress)
         for start in range(0, len(inputs.files), PREDICT_CHUNK):
             chunk = inputs.files[start : start + PREDICT_CHUNK]
             names = inputs.names[start : start + PREDICT_CHUNK]

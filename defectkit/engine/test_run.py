@@ -80,19 +80,6 @@ def decision_lines(decision: Dict[str, Any]) -> List[str]:
     return lines
 
 
-def model_params(model) -> Dict[str, Any]:
-    """The model's parameters, fit summary, versions and machine, as the report shows them."""
-    params: Dict[str, Any] = {"method": model.method}
-    params.update(model.get_params())
-    params.pop("cache_dir", None)
-    params["resolution"] = model.preprocess.output_size
-    params["fit_info"] = dict(getattr(model, "fit_info_", {}))
-    env = environment_info(model.device_)
-    params["versions"] = {k: env[k] for k in ("defectkit_version", "torch_version", "numpy_version", "python_version")}
-    params["machine"] = env["machine"]
-    return params
-
-
 def unseen_test_set(model, dataset) -> Tuple[List, List[str]]:
     """The test set without the images the model trained on (``fit_info_["seen_anomalies"]``).
 

@@ -25,7 +25,7 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 import torch
-from tqdm.auto import tqdm
+from ..utils.progress import progress as progress_bar
 
 from .. import __version__
 from ..backbones import Backbone, create_backbone
@@ -362,14 +362,12 @@ class AnomalyModel:
 
     def _predict_chunked(self, images: ImagesLike, progress: bool, desc: str) -> Tuple[np.ndarray, np.ndarray]:
         """``predict`` in chunks of files (bounded memory) -> (scores, maps) as numpy arrays."""
-        from tqdm.auto import tqdm
-
         if isinstance(images, torch.Tensor):
             return self.predict(images)
         items = list(images)
         step = max(1, self.batch_size) * 4
         scores, maps = [], []
-        for start in tqdm(range(0, len(items), step), desc=desc, unit="chunk", disable=not progress, leave=False):
+        for start in progress_bar(range(0, len(items), step), desc=desc, unit="chunk", enabled=progress):
             s, m = self.predict(items[start : start + step])
             scores.append(s)
             maps.append(m)
@@ -386,7 +384,7 @@ class AnomalyModel:
         from ..data.tiles import write_tiles
 
         tiles, groups = [], []
-        for i, p in enumerate(tqdm(paths, desc="tiles", unit="img", disable=not progress, leave=False)):
+        for i, p in enumerate(progress_bar(paths, desc="tiles", unit="img", enabled=progress)):
             out = write_tiles(p, self.tiling_, self._tile_dir())
             tiles.extend(out)
             groups.extend([i] * len(out))

@@ -11,7 +11,7 @@ static. ``render_run_page`` takes the view built by ``engine.report.run_view``.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Dict, List, Mapping, Union
+from typing import Any, List, Mapping, Union
 
 from . import plots
 from .html import esc, fmt, image_data_uri, json_script, page, pct, relative_link, table

@@ -68,6 +68,6 @@ def test_predict_scores_the_readable_files_and_names_the_rest(cli, mixed, model_
     assert result.code == 0, result.err
     for path in bad.values():
         assert path.name in result.err
-    with open(out / "scores.csv", newline="") as f:
-        rows = list(csv.DictReader(f))
-    assert sorted(r["path"].rsplit("/", 1)[-1] for r in rows) == sorted(p.name for p in good.values())
+    with open(out / "predictions.csv", newline="") as f:
+        rows = [r for r in csv.DictReader(f) if r["score"] not in ("", None)]  # scored files only
+    assert sorted(r["file"].rsplit("/", 1)[-1] for r in rows) == sorted(p.name for p in good.values())
