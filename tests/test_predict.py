@@ -172,7 +172,7 @@ def test_predict_engine_does_not_import_torch():
     assert out.stdout.strip() == "False"
 
 
-# ---------------------------------------------------------------------------- inputs (issue 22.5)
+# ---------------------------------------------------------------------------- inputs: nothing left out silently
 def test_left_out_entries_are_named_with_reasons(tmp_path):
     src = tmp_path / "in"
     (src / "sub").mkdir(parents=True)
@@ -209,7 +209,7 @@ def test_the_output_folder_is_never_read_as_input(tmp_path):
     assert (f"{tmp_path}/results/", "the --out folder") in inputs.left_out
 
 
-# ---------------------------------------------------------------------------- output folders (issue 22.1)
+# ---------------------------------------------------------------------------- output folders: nothing overwritten or left stale
 def test_non_empty_output_folder_needs_force_and_keeps_user_files(tmp_path):
     src = tmp_path / "in"
     src.mkdir()
