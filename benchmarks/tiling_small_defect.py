@@ -197,7 +197,11 @@ def main(argv=None) -> int:
     from defectkit.engine.environment import environment_info
 
     env = environment_info("cpu")
-    payload = {"command": " ".join(["python", "benchmarks/tiling_small_defect.py"] + list(argv or sys.argv[1:])),
+    given = list(argv or sys.argv[1:])
+    if "--work" in given:  # a scratch folder for the generated frames: not part of the result
+        i = given.index("--work")
+        del given[i : i + 2]
+    payload = {"command": " ".join(["python", "benchmarks/tiling_small_defect.py"] + given),
                "settings": {k: v for k, v in vars(a).items() if k not in ("out", "work", "force")},
                "defect_centre_yx": data["defect_centre"], "results": results, "environment": env,
                "omp_num_threads": os.environ.get("OMP_NUM_THREADS", ""),

@@ -304,7 +304,7 @@ def test_cli_train_test_predict_with_keep_and_tiles(wide, large, tmp_path, capsy
     from defectkit.cli import main
 
     root, data = wide
-    small = ["--image-size", "64", "--no-cache", "--device", "cpu"]
+    small = ["--image-size", "64", "--no-cache", "--device", "cpu", "--cache-dir", str(tmp_path / "cache")]
     assert main(["train", "--data", str(data.root), "--out", str(tmp_path / "keep.pt"), "--resize", "keep"] + small) == 0
     assert "resize keep" in capsys.readouterr().out
     assert main(["test", "--model", str(tmp_path / "keep.pt"), "--data", str(data.root), "--out",
