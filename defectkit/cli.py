@@ -417,7 +417,7 @@ def _open_model(path, device: str):
 def _fit_info_line(info: Dict[str, Any]) -> str:
     parts = []
     for k, v in info.items():
-        if k in ("curve", "thresholds"):  # thresholds get their own line
+        if k in ("curve", "thresholds", "held_out_files"):  # thresholds get their own line; paths are long
             continue
         parts.append(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}")
     return " ".join(parts)
