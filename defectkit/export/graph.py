@@ -73,7 +73,8 @@ class PatchCoreGraph(ScoringGraph):
     """PatchCore with in-graph exact nearest-neighbour search over its memory bank.
 
     ``|f - m|^2 = |f|^2 - 2 f.m + |m|^2`` for all bank entries at once (the same expansion
-    faiss's exact flat index uses) gives the nearest entry of each patch; its distance is
+    faiss's exact flat index uses; ``|f|^2`` is left out, it does not change the argmin)
+    gives the nearest entry of each patch as one GEMM; its distance is
     then computed directly as ``|f - m|``, which the expansion gets wrong near 0 in float32. The reweighting needs
     the ``num_neighbours`` bank entries nearest to the bank entry m*; they depend only on
     the bank, so they are computed once here (``neighbours``, M x k) with the model's
@@ -96,8 +97,8 @@ class PatchCoreGraph(ScoringGraph):
         feats = model.patch_features(model.feature_extractor(model.strides).run_backbone(image))
         n, h, w, d = feats.shape
         flat = feats.reshape(n * h * w, d)
-        sq = (flat * flat).sum(1, keepdim=True) - 2.0 * flat @ self.bank.T + self.bank_sq[None]
-        nn_idx = sq.argmin(dim=1)
+        # |m|^2 - 2 f.m has the argmin of |f - m|^2 (|f|^2 is the same for every m): one fused GEMM
+        nn_idx = torch.addmm(self.bank_sq[None], flat, self.bank.T, alpha=-2.0).argmin(dim=1)
         # the distance to the chosen entry computed directly: the expansion loses precision near 0
         patch_scores = torch.linalg.vector_norm(flat - self.bank[nn_idx], dim=1).reshape(n, h * w)
         maps = upsample_maps(patch_scores.reshape(n, 1, h, w), model.preprocess.output_size, model.blur_sigma)
