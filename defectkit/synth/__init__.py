@@ -12,11 +12,12 @@ torch, which the torch-free runtime (and ``defectkit --help`` there) does not ha
 from importlib import import_module
 from typing import Any
 
+# Imported now: the function ``blend`` shares its name with its module, which would
+# otherwise replace it as an attribute of this package once the module is imported.
+from .blend import alpha_blend, blend, poisson_clone  # noqa: F401  (numpy + scipy, no torch)
+
 #: public name -> the submodule that defines it
 _EXPORTS = {
-    "alpha_blend": "blend",
-    "blend": "blend",
-    "poisson_clone": "blend",
     "add_feature_noise": "feature_noise",
     "BlendGenerator": "generators",
     "Choice": "generators",
