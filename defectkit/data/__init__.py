@@ -4,50 +4,55 @@ batched loading, and a procedurally generated demo category.
 
 Data sets only list files (``Sample``); pixels are decoded later with
 ``load_images``/``load_masks`` so listing is cheap and splits work on records.
+
+Names are imported on first use (PEP 562), so the torch-free runtime can read images
+(``data.images``, ``data.preprocess``) without importing the torch-backed batch loader.
 """
 
-from .batches import load_images, load_masks
-from .demo import DEFECT_TYPES as DEMO_DEFECT_TYPES
-from .demo import make_demo_dataset
-from .folder import FolderDataset, MVTec3DCategory, is_mvtec3d_category, load_dataset, mvtec3d_category, training_images
-from .images import (
-    IMAGE_EXTENSIONS,
-    ImageReadError,
-    is_image_file,
-    list_images,
-    read_image,
-    read_mask,
-    resize_mask,
-)
-from .mask_size import MaskSizeError, MaskSizeWarning, check_mask_sizes
-from .mvtec import MVTecCategory, is_mvtec_category
-from .preprocess import Preprocess
-from .samples import DatasetLayoutError, Sample
+from importlib import import_module
+from typing import Any
 
-__all__ = [
-    "DEMO_DEFECT_TYPES",
-    "DatasetLayoutError",
-    "FolderDataset",
-    "IMAGE_EXTENSIONS",
-    "ImageReadError",
-    "MVTec3DCategory",
-    "MaskSizeError",
-    "MaskSizeWarning",
-    "MVTecCategory",
-    "Preprocess",
-    "Sample",
-    "check_mask_sizes",
-    "is_image_file",
-    "is_mvtec3d_category",
-    "is_mvtec_category",
-    "list_images",
-    "load_dataset",
-    "load_images",
-    "load_masks",
-    "make_demo_dataset",
-    "mvtec3d_category",
-    "read_image",
-    "read_mask",
-    "resize_mask",
-    "training_images",
-]
+#: public name -> the submodule that defines it
+_EXPORTS = {
+    "load_images": "batches",
+    "load_masks": "batches",
+    "DEMO_DEFECT_TYPES": ("demo", "DEFECT_TYPES"),
+    "make_demo_dataset": "demo",
+    "FolderDataset": "folder",
+    "MVTec3DCategory": "folder",
+    "is_mvtec3d_category": "folder",
+    "load_dataset": "folder",
+    "mvtec3d_category": "folder",
+    "training_images": "folder",
+    "IMAGE_EXTENSIONS": "images",
+    "ImageReadError": "images",
+    "is_image_file": "images",
+    "list_images": "images",
+    "read_image": "images",
+    "read_mask": "images",
+    "resize_mask": "images",
+    "MaskSizeError": "mask_size",
+    "MaskSizeWarning": "mask_size",
+    "check_mask_sizes": "mask_size",
+    "MVTecCategory": "mvtec",
+    "is_mvtec_category": "mvtec",
+    "Preprocess": "preprocess",
+    "DatasetLayoutError": "samples",
+    "Sample": "samples",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    target = _EXPORTS.get(name)
+    if target is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    module, attr = (target, name) if isinstance(target, str) else target
+    value = getattr(import_module(f".{module}", __name__), attr)
+    globals()[name] = value
+    return value
+
+
+def __dir__():
+    return sorted(set(globals()) | set(_EXPORTS))

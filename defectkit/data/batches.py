@@ -19,7 +19,7 @@ import torch
 
 from .images import ImageReadError, read_image, read_mask
 from .mask_size import check_mask_sizes
-from .preprocess import Box, Preprocess
+from .preprocess import MIN_IMAGE_SIDE, Box, Preprocess, check_input_size  # noqa: F401  (re-exported)
 from .samples import Sample
 
 T = TypeVar("T")
@@ -28,12 +28,6 @@ Item = Union[Sample, str, "os.PathLike[str]"]
 #: Worker threads used by load_images/load_masks (the project runs on 2 cores).
 DEFAULT_WORKERS = 2
 
-#: Smallest image side (px) a model accepts, for its input and for image files. The
-#: coarsest stage every method reads has stride 16, so 32 px is 2x2 cells there; a smaller
-#: image holds too little to judge a defect by, and scaling a smaller file up to the model's
-#: input size would invent its detail. Models pass it to ``load_images`` through
-#: ``Preprocess.min_input_side``.
-MIN_IMAGE_SIDE = 32
 
 
 def _path_of(item: Item) -> Path:
@@ -53,18 +47,6 @@ def _map_ordered(fn: Callable[[T], object], items: Sequence[T], workers: int) ->
         return [safe(x) for x in items]
     with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="defectkit-load") as pool:
         return list(pool.map(safe, items))
-
-
-def check_input_size(path: Path, rgb: np.ndarray, preprocess: Preprocess) -> np.ndarray:
-    """``rgb`` if it is at least ``preprocess.min_input_side`` px on each side, else ImageReadError naming the file."""
-    h, w = rgb.shape[:2]
-    least = int(getattr(preprocess, "min_input_side", 0) or 0)
-    if min(h, w) < least:
-        raise ImageReadError(
-            path, f"image is only {w}x{h} pixels; models need at least {least}x{least} "
-            f"(scaling it up to {preprocess.image_size} px would invent its detail)"
-        )
-    return rgb
 
 
 def read_model_input(path: Path, preprocess: Preprocess) -> torch.Tensor:

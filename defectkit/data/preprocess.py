@@ -25,12 +25,20 @@ so tensors from here are plain RGB in [0, 1] and can also be written back as ima
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Dict, Mapping, Optional, Tuple
 
 import numpy as np
 from PIL import Image
 
-from .images import resize_mask
+from .images import ImageReadError, read_image, resize_mask
+
+#: Smallest image side (px) a model accepts, for its input and for image files. The
+#: coarsest stage every method reads has stride 16, so 32 px is 2x2 cells there; a smaller
+#: image holds too little to judge a defect by, and scaling a smaller file up to the model's
+#: input size would invent its detail. Models pass it to ``load_images`` through
+#: ``Preprocess.min_input_side``.
+MIN_IMAGE_SIDE = 32
 
 #: ``Preprocess.resize`` values.
 RESIZE_MODES = ("square", "keep")
@@ -200,3 +208,21 @@ class Preprocess:
         if unknown:
             raise ValueError(f"unknown Preprocess fields {sorted(unknown)} in {dict(d)!r}")
         return cls(image_size=d.get("image_size", 256), crop_size=d.get("crop_size"), resize=d.get("resize", "square"))
+
+
+def check_input_size(path: Path, rgb: np.ndarray, preprocess: "Preprocess") -> np.ndarray:
+    """``rgb`` if it is at least ``preprocess.min_input_side`` px on each side, else ImageReadError naming the file."""
+    h, w = rgb.shape[:2]
+    least = int(getattr(preprocess, "min_input_side", 0) or 0)
+    if min(h, w) < least:
+        raise ImageReadError(
+            path, f"image is only {w}x{h} pixels; models need at least {least}x{least} "
+            f"(scaling it up to {preprocess.image_size} px would invent its detail)"
+        )
+    return rgb
+
+
+def read_model_array(path, preprocess: "Preprocess") -> Tuple[np.ndarray, Box]:
+    """One file as a model input, numpy only: decoded (read_image), size-checked
+    (``preprocess.min_input_side``), preprocessed -> (S x S x 3 uint8, Box of real pixels)."""
+    return preprocess.apply(check_input_size(path, read_image(path), preprocess))

@@ -294,6 +294,8 @@ class AnomalyModel:
         self._fitted = True
         held_out = self.__dict__.pop("_held_out", [])
         if held_out:
+            # where they are, so `defectkit export` can check the exported graph on them
+            self.fit_info_["held_out_files"] = [str(Path(p).resolve()) for p in held_out]
             self.calibrate(held_out, source=f"{len(held_out)} held-out normal training images (not trained on)",
                            progress=progress)
         else:

@@ -15,8 +15,6 @@ import tempfile
 from pathlib import Path
 from typing import Union
 
-import torch
-
 from .output import OutputError, write_error_reason
 
 PathLike = Union[str, Path]
@@ -57,6 +55,8 @@ def atomic_write_text(path: PathLike, text: str) -> Path:
 
 
 def atomic_torch_save(obj: object, path: PathLike) -> Path:
+    import torch  # here, so the torch-free runtime can use the other writers
+
     buffer = io.BytesIO()
     torch.save(obj, buffer)
     return atomic_write_bytes(path, buffer.getvalue())

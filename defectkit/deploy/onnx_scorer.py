@@ -1,0 +1,155 @@
+"""The exported model run by ONNX Runtime: a :class:`~defectkit.deploy.scorer.Scorer` without torch.
+
+Images are decoded and preprocessed by the same numpy + Pillow code the torch path uses
+(``data.preprocess.read_model_array``: ``read_image``, the size check, ``Preprocess.apply``),
+converted to float32 in [0, 1] the same way, and scored by the graph in batches of
+``batch_size``. A ``resize="keep"`` model's graph also takes the real-pixel mask of each
+image, so its padding is masked exactly as ``AnomalyModel.predict`` masks it.
+"""
+
+from __future__ import annotations
+
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import List, Optional, Sequence, Tuple, Union
+
+import numpy as np
+
+from ..data.images import ImageReadError
+from ..data.preprocess import MIN_IMAGE_SIDE, Box, Preprocess, read_model_array
+from .onnx_model import IMAGE_INPUT, MAP_OUTPUT, SCORE_OUTPUT, VALID_INPUT, OnnxMetadata
+from .scorer import Loaded
+
+#: decode threads of ``load_batch`` (decoding and Pillow's resize release the GIL)
+DEFAULT_DECODE_WORKERS = 2
+
+
+@dataclass
+class ArrayBatch:
+    """Preprocessed images (N x S x S x 3 uint8) and the Box of each image's real pixels."""
+
+    images: np.ndarray
+    boxes: List[Box]
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    @property
+    def padded(self) -> bool:
+        return any(not b.full for b in self.boxes)
+
+    def valid(self) -> np.ndarray:
+        """N x S x S float32, 1 on real pixels."""
+        s = self.images.shape[1]
+        if not self.boxes:
+            return np.zeros((0, s, s), np.float32)
+        return np.stack([b.mask() for b in self.boxes]).astype(np.float32)
+
+
+def to_model_input(images: np.ndarray) -> np.ndarray:
+    """N x S x S x 3 uint8 -> N x 3 x S x S float32 in [0, 1] (the torch path's ``float().div_(255)``)."""
+    return np.ascontiguousarray(images.transpose(0, 3, 1, 2)).astype(np.float32) / np.float32(255.0)
+
+
+def session_options(threads: Optional[int] = None):
+    """ORT session options: all graph optimisations, ``threads`` intra-op threads (None: ORT's default)."""
+    import onnxruntime as ort
+
+    opts = ort.SessionOptions()
+    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    if threads:
+        opts.intra_op_num_threads = int(threads)
+        opts.inter_op_num_threads = 1
+    return opts
+
+
+class OnnxScorer:
+    """An exported ``.onnx`` model (or its bytes) as a Scorer; ``predict`` mirrors ``AnomalyModel.predict``."""
+
+    def __init__(self, model: Union[str, Path, bytes], batch_size: int = 8, threads: Optional[int] = None,
+                 decode_workers: int = DEFAULT_DECODE_WORKERS, name: Optional[str] = None):
+        import onnxruntime as ort
+
+        self.path = None if isinstance(model, bytes) else Path(model)
+        where = name or (str(self.path) if self.path is not None else "<onnx bytes>")
+        source = model if isinstance(model, bytes) else str(model)
+        try:
+            self.session = ort.InferenceSession(source, session_options(threads), providers=["CPUExecutionProvider"])
+        except Exception as exc:  # noqa: BLE001 - onnxruntime raises its own exception types
+            raise ValueError(f"{where}: cannot be opened as an ONNX model ({type(exc).__name__}: "
+                             f"{str(exc).splitlines()[0] if str(exc) else ''})") from None
+        self.metadata = OnnxMetadata.from_props(self.session.get_modelmeta().custom_metadata_map, where)
+        if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+            raise ValueError(f"batch_size must be a positive int, got {batch_size!r}")
+        self.batch_size = batch_size
+        self.decode_workers = decode_workers
+        self.method = self.metadata.method
+        pre = self.metadata.preprocess
+        self.preprocess = Preprocess(pre.get("image_size", 256), pre.get("crop_size"), pre.get("resize", "square"),
+                                     min_input_side=MIN_IMAGE_SIDE)
+        self.output_size = self.preprocess.output_size
+        self.thresholds = self.metadata.thresholds
+        self.takes_valid = VALID_INPUT in [i.name for i in self.session.get_inputs()]
+
+    # ---- Scorer ---------------------------------------------------------------------------
+    def load_batch(self, paths: Sequence[Union[str, Path]]) -> Loaded:
+        paths = [Path(p) for p in paths]
+
+        def read(path: Path):
+            try:
+                return read_model_array(path, self.preprocess)
+            except ImageReadError as exc:
+                return exc
+
+        if self.decode_workers > 1 and len(paths) > 1:
+            with ThreadPoolExecutor(self.decode_workers, thread_name_prefix="defectkit-decode") as pool:
+                results = list(pool.map(read, paths))
+        else:
+            results = [read(p) for p in paths]
+        arrays, boxes, ok, errors = [], [], [], []
+        for path, res in zip(paths, results):
+            if isinstance(res, ImageReadError):
+                errors.append((path, res.reason))
+            else:
+                arrays.append(res[0])
+                boxes.append(res[1])
+                ok.append(path)
+        s = self.output_size
+        images = np.stack(arrays) if arrays else np.zeros((0, s, s, 3), np.uint8)
+        return ArrayBatch(images, boxes), ok, errors
+
+    def score(self, batch: ArrayBatch) -> Tuple[np.ndarray, np.ndarray]:
+        scores, maps = [], []
+        for start in range(0, len(batch), self.batch_size):
+            part = ArrayBatch(batch.images[start : start + self.batch_size], batch.boxes[start : start + self.batch_size])
+            s, m = self.run(to_model_input(part.images), part.valid() if self.takes_valid else None)
+            scores.append(s)
+            maps.append(m)
+        if not scores:
+            size = self.output_size
+            return np.zeros(0, np.float32), np.zeros((0, size, size), np.float32)
+        return np.concatenate(scores), np.concatenate(maps)
+
+    def display_images(self, batch: ArrayBatch) -> List[np.ndarray]:
+        return list(batch.images)
+
+    # ---- direct use -----------------------------------------------------------------------
+    def run(self, images: np.ndarray, valid: Optional[np.ndarray] = None) -> Tuple[np.ndarray, np.ndarray]:
+        """One graph call: N x 3 x S x S float32 in [0, 1] -> (scores N, maps N x S x S)."""
+        feeds = {IMAGE_INPUT: np.ascontiguousarray(images, np.float32)}
+        if self.takes_valid:
+            feeds[VALID_INPUT] = (np.ones((len(images),) + images.shape[2:], np.float32) if valid is None
+                                  else np.ascontiguousarray(valid, np.float32))
+        scores, maps = self.session.run([SCORE_OUTPUT, MAP_OUTPUT], feeds)
+        return scores.astype(np.float32, copy=False), maps.astype(np.float32, copy=False)
+
+    def predict(self, paths: Sequence[Union[str, Path]]) -> Tuple[np.ndarray, np.ndarray]:
+        """Files -> (scores, maps); an unreadable file raises ImageReadError (as the torch model's)."""
+        batch, _, errors = self.load_batch(paths)
+        if errors:
+            path, reason = errors[0]
+            raise ImageReadError(path, reason)
+        return self.score(batch)
+
