@@ -9,6 +9,7 @@ shared data; the load test with bottle images is tests/test_serve_load.py.
 from __future__ import annotations
 
 import asyncio
+import os
 import io
 import json
 import logging
@@ -417,3 +418,20 @@ def test_sigterm_answers_the_requests_in_flight(model_file, images):
     assert [a[0] for a in answers] == [200, 200, 200] and all(a[1] in ("good", "defect") for a in answers)
     log = [json.loads(line) for line in stderr.splitlines() if line.startswith("{")]
     assert [e["status"] for e in log if e["path"] == "/predict"] == [200, 200, 200]
+
+
+def test_the_service_code_imports_and_decodes_without_torch():
+    """The serve extra needs no torch: only a torch model file (``.pt``) brings it in."""
+    import subprocess
+    import sys
+
+    code = ("import sys, io, numpy as np; from PIL import Image\n"
+            "import defectkit.serve.app, defectkit.serve.server, defectkit.serve.v2\n"
+            "from defectkit.serve.uploads import decode_image\n"
+            "b = io.BytesIO(); Image.fromarray(np.zeros((40, 40, 3), np.uint8)).save(b, 'PNG')\n"
+            "assert decode_image(b.getvalue(), 10**6).shape == (40, 40, 3)\n"
+            "assert 'torch' not in sys.modules, 'torch was imported'\n")
+    repo = Path(__file__).resolve().parents[1]
+    r = subprocess.run([sys.executable, "-c", code], cwd=repo, capture_output=True, text=True,
+                       env={**os.environ, "PYTHONPATH": str(repo)})
+    assert r.returncode == 0, r.stderr

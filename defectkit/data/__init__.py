@@ -4,9 +4,12 @@ batched loading, and a procedurally generated demo category.
 
 Data sets only list files (``Sample``); pixels are decoded later with
 ``load_images``/``load_masks`` so listing is cheap and splits work on records.
+
+``load_images`` and ``load_masks`` (torch tensors) are imported on first use, so reading
+and preprocessing images (``images``, ``preprocess``) works where torch is not installed,
+as the service with an exported model needs.
 """
 
-from .batches import load_images, load_masks
 from .demo import DEFECT_TYPES as DEMO_DEFECT_TYPES
 from .demo import make_demo_dataset
 from .folder import FolderDataset, MVTec3DCategory, is_mvtec3d_category, load_dataset, mvtec3d_category, training_images
@@ -23,6 +26,16 @@ from .mask_size import MaskSizeError, MaskSizeWarning, check_mask_sizes
 from .mvtec import MVTecCategory, is_mvtec_category
 from .preprocess import Preprocess
 from .samples import DatasetLayoutError, Sample
+
+
+
+def __getattr__(name):
+    if name in ("load_images", "load_masks"):
+        from . import batches
+
+        return getattr(batches, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 __all__ = [
     "DEMO_DEFECT_TYPES",
