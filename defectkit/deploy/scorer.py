@@ -70,19 +70,25 @@ class TorchScorer:
         return batch, [Path(p) for p in ok], [(Path(p), r) for p, r in errors]
 
     def load_arrays(self, images: Sequence[np.ndarray]) -> LoadedArrays:
-        from ..data.batches import ImageBatch, NativeBatch, check_input_size
+        from ..data.batches import DEFAULT_WORKERS, ImageBatch, NativeBatch, _map_ordered, check_input_size
         from ..data.images import ImageReadError
 
-        preprocess = self.model.preprocess
-        kept, errors, values = [], [], []
-        for i, rgb in enumerate(images):
+        preprocess, tiled = self.model.preprocess, self.model.tiling_ is not None
+
+        def one(item):
+            i, rgb = item
             try:
                 check_input_size(Path(f"image {i}"), rgb, preprocess)
-                values.append(rgb if self.model.tiling_ is not None else preprocess.apply(rgb))
-                kept.append(i)
-            except (ImageReadError, ValueError) as exc:
-                errors.append((i, getattr(exc, "reason", str(exc))))
-        if self.model.tiling_ is not None:
+                return rgb if tiled else preprocess.apply(rgb)
+            except ValueError as exc:  # ImageReadError (too small) or a malformed array
+                raise ImageReadError(f"image {i}", getattr(exc, "reason", str(exc))) from None
+
+        # Resizing releases the GIL: the same worker threads as load_batch.
+        results = _map_ordered(one, list(enumerate(images)), DEFAULT_WORKERS)
+        kept = [i for i, r in enumerate(results) if not isinstance(r, ImageReadError)]
+        errors = [(i, r.reason) for i, r in enumerate(results) if isinstance(r, ImageReadError)]
+        values = [results[i] for i in kept]
+        if tiled:
             return NativeBatch(values), kept, errors
         import torch
 
