@@ -435,3 +435,12 @@ def test_the_service_code_imports_and_decodes_without_torch():
     r = subprocess.run([sys.executable, "-c", code], cwd=repo, capture_output=True, text=True,
                        env={**os.environ, "PYTHONPATH": str(repo)})
     assert r.returncode == 0, r.stderr
+
+
+def test_cli_refuses_a_missing_model_and_impossible_limits(tmp_path, model_file, capsys):
+    from defectkit.cli import main
+
+    assert main(["serve", "--model", str(tmp_path / "nope.pt")]) == 2
+    assert "nope.pt is not a file" in capsys.readouterr().err
+    assert main(["serve", "--model", str(model_file), "--queue-size", "4"]) == 2
+    assert "queue_size (4) must hold at least one full request of 16 images" in capsys.readouterr().err
