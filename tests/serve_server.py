@@ -8,6 +8,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -22,21 +23,26 @@ def free_port() -> int:
 
 @contextlib.contextmanager
 def running_server(model: Path, *options: str, env: dict = None, startup_s: float = 90.0):
-    """Start ``defectkit serve --model MODEL OPTIONS`` and yield (process, base URL) once /ready answers 200."""
+    """Start ``defectkit serve --model MODEL OPTIONS`` and yield (process, base URL) once /ready answers 200.
+
+    The server's output (one JSON line per request) goes to a file, ``proc.log_path``: a pipe
+    nobody reads would fill after a few hundred requests and block the server."""
     import httpx
 
     port = free_port()
     environment = {**os.environ, "PYTHONPATH": str(REPO), **(env or {})}
+    log = tempfile.NamedTemporaryFile("w+", prefix="defectkit-serve-", suffix=".log", delete=False)
     proc = subprocess.Popen([sys.executable, "-m", "defectkit.cli", "serve", "--model", str(model), "--port", str(port),
                              "--device", "cpu", *options], cwd=REPO, env=environment,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                            stdout=log, stderr=subprocess.STDOUT, text=True)
+    proc.log_path = Path(log.name)
     url = f"http://127.0.0.1:{port}"
     headers = {"Authorization": f"Bearer {environment['DEFECTKIT_API_KEY']}"} if environment.get("DEFECTKIT_API_KEY") else {}
     try:
         deadline = time.monotonic() + startup_s
         while True:
             if proc.poll() is not None:
-                raise RuntimeError(f"defectkit serve exited with {proc.returncode}: {proc.stderr.read()}")
+                raise RuntimeError(f"defectkit serve exited with {proc.returncode}: {proc.log_path.read_text()}")
             try:
                 if httpx.get(f"{url}/ready", headers=headers, timeout=1.0).status_code == 200:
                     break
@@ -54,3 +60,5 @@ def running_server(model: Path, *options: str, env: dict = None, startup_s: floa
             except subprocess.TimeoutExpired:
                 proc.kill()
                 proc.wait()
+        log.close()
+        proc.log_path.unlink(missing_ok=True)

@@ -414,7 +414,7 @@ def test_sigterm_answers_the_requests_in_flight(model_file, images):
             t.join(30)
         # uvicorn re-raises the signal once it has shut down gracefully, so the exit status is SIGTERM's
         assert proc.wait(timeout=30) in (0, -signal.SIGTERM)
-        stderr = proc.stderr.read()
+        stderr = proc.log_path.read_text()
     assert [a[0] for a in answers] == [200, 200, 200] and all(a[1] in ("good", "defect") for a in answers)
     log = [json.loads(line) for line in stderr.splitlines() if line.startswith("{")]
     assert [e["status"] for e in log if e["path"] == "/predict"] == [200, 200, 200]
