@@ -31,6 +31,23 @@ def configure_access_log(stream=None) -> None:
     logger.propagate = False
 
 
+#: glibc malloc arenas the service may use. Each thread that decodes uploads would otherwise
+#: get an arena of its own (up to 8 per core), and their fragmentation reads as memory growth.
+MALLOC_ARENAS = 2
+
+
+def limit_malloc_arenas(arenas: int = MALLOC_ARENAS) -> bool:
+    """``mallopt(M_ARENA_MAX, arenas)`` on glibc (like ``MALLOC_ARENA_MAX``); False elsewhere."""
+    import ctypes
+    import ctypes.util
+
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        return bool(libc.mallopt(-8, int(arenas)))  # M_ARENA_MAX is -8 in malloc.h
+    except (OSError, AttributeError):
+        return False
+
+
 def allow_pixels(max_pixels: int) -> None:
     """Let Pillow open images up to the service's own pixel limit (its default refuses above ~179 Mpx,
     which would otherwise override a larger ``--max-pixels``); the service checks the limit itself."""
@@ -48,6 +65,7 @@ def run(model: Path, settings: ServeSettings, host: str = "127.0.0.1", port: int
     from ..deploy.loading import load_scorer
     from .app import create_app
 
+    limit_malloc_arenas()
     scorer = load_scorer(model, device=device)
     allow_pixels(settings.max_pixels)
     configure_access_log()
