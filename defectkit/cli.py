@@ -230,6 +230,29 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-overlays", action="store_true", help="do not write overlay images (faster)")
     p.set_defaults(func=cmd_predict)
 
+    p = sub.add_parser("serve", parents=[dbg], help="serve a saved model over HTTP (needs the serve extra)",
+                       description="Serve a model over HTTP (FastAPI + uvicorn): POST /predict, /predict/batch, the "
+                       "KServe v2 endpoints, /health, /ready, /model, /metrics. Concurrent requests are scored in "
+                       "batches. See docs/serving.md.")
+    p.add_argument("--model", required=True, metavar="MODEL", help="model file (`defectkit train` writes one)")
+    p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1: this machine only; "
+                   "0.0.0.0 opens it to the network, use --api-key then)")
+    p.add_argument("--port", type=_non_negative_int, default=8000, help="TCP port (default 8000)")
+    p.add_argument("--api-key", default=None, metavar="KEY", help="require 'Authorization: Bearer KEY' on every "
+                   "endpoint but /health (default: $DEFECTKIT_API_KEY; prefer the variable, options show in ps)")
+    p.add_argument("--max-bytes", type=_positive_int, default=None, metavar="N",
+                   help="largest upload in bytes (default 20 MiB); larger requests get 413")
+    p.add_argument("--max-pixels", type=_positive_int, default=None, metavar="N",
+                   help="largest image in pixels, checked in its header before decoding (default 50000000)")
+    p.add_argument("--max-batch", type=_positive_int, default=None, metavar="N",
+                   help="images scored together at most (default 8)")
+    p.add_argument("--max-wait-ms", type=_finite_float, default=None, metavar="MS",
+                   help="how long a batch waits for more images (default 5)")
+    p.add_argument("--queue-size", type=_positive_int, default=None, metavar="N",
+                   help="images waiting at most; beyond, 503 with Retry-After (default 64)")
+    p.add_argument("--device", default="auto", help="auto | cpu | cuda[:N] (default auto)")
+    p.set_defaults(func=cmd_serve)
+
     p = sub.add_parser("threshold", parents=[dbg], help="re-set a model's thresholds without retraining",
                        description="Re-set the decision thresholds stored in a model file: at another false-positive "
                        "rate on its held-out normals, from other normal images it did not train on, or by F1-max on "
@@ -556,6 +579,25 @@ def cmd_predict(args) -> int:
         print(f"defectkit: error: {summary.n_unreadable} inputs could not be read (--fail-on-unreadable)",
               file=sys.stderr)
         return 3
+    return 0
+
+
+def cmd_serve(args) -> int:
+    import os
+
+    try:
+        from .serve import server
+        from .serve.settings import ServeSettings
+    except ModuleNotFoundError as exc:
+        raise ModuleNotFoundError(f"defectkit serve needs {exc.name}: pip install 'defectkit[serve]'") from exc
+    model = Path(args.model)
+    if not model.is_file():
+        raise FileNotFoundError(f"--model: {model} is not a file")
+    given = {k: getattr(args, k) for k in ("max_bytes", "max_pixels", "max_batch", "max_wait_ms", "queue_size")
+             if getattr(args, k) is not None}
+    settings = ServeSettings(model_name=model.stem, api_key=args.api_key or os.environ.get("DEFECTKIT_API_KEY") or None,
+                             **given)
+    server.run(model, settings, host=args.host, port=args.port, device=args.device)
     return 0
 
 

@@ -29,10 +29,9 @@ from typing import Any, Callable, Dict, Optional
 import numpy as np
 from PIL import Image
 
-from ..deploy.regions import defect_boxes, defect_mask
+from ..deploy.decisions import decide, overlay_image
 from ..deploy.thresholds import Thresholds, user_thresholds
 from ..utils.outputs import OutputDir
-from ..viz.overlay import heatmap_overlay
 from .inputs import UNREADABLE_REASONS, Inputs, expand_inputs, slug  # noqa: F401  (re-exported)
 
 #: Files read per step (bounds memory on large folders).
@@ -40,8 +39,6 @@ PREDICT_CHUNK = 32
 #: Columns of predictions.csv, in order.
 CSV_COLUMNS = ("file", "score", "label", "threshold", "normalised_score", "n_boxes", "boxes", "mask", "overlay",
                "error")
-#: Outline colour of predicted defect regions on overlays.
-CONTOUR_COLOUR = (255, 255, 255)
 
 
 def resolve_thresholds(stored: Optional[Thresholds], image: Optional[float] = None,
@@ -194,30 +191,24 @@ def predict_files(
 def _record(path: Path, stem: str, score: float, amap: np.ndarray, image: Optional[np.ndarray],
             thresholds: Optional[Thresholds], normalised: Optional[float], scale, size: int,
             out: OutputDir, summary: PredictSummary) -> Dict[str, Any]:
-    """Decide one scored image, write its mask and overlay, and return its record."""
-    record: Dict[str, Any] = {"file": str(path), "score": score, "label": None, "threshold": None,
-                              "normalised_score": normalised, "pixel_threshold": None, "boxes": [],
+    """Decide one scored image (``deploy.decisions.decide``), write its mask and overlay, and return its record."""
+    decision = decide(score, amap, thresholds, normalised)
+    record: Dict[str, Any] = {"file": str(path), "score": decision.score, "label": decision.label,
+                              "threshold": decision.threshold, "normalised_score": decision.normalised_score,
+                              "pixel_threshold": decision.pixel_threshold, "boxes": decision.boxes,
                               "mask": None, "overlay": None, "map_size": size, "error": None}
-    mask = None
-    if thresholds is None:
+    if decision.label is None:
         summary.n_unlabelled += 1
+    elif decision.label == "defect":
+        summary.n_defect += 1
     else:
-        defect = score >= thresholds.image
-        record.update(label="defect" if defect else "good", threshold=thresholds.image,
-                      pixel_threshold=thresholds.pixel)
-        if defect:
-            summary.n_defect += 1
-        else:
-            summary.n_good += 1
-        if defect and thresholds.pixel is not None:
-            mask = defect_mask(amap, thresholds.pixel)
-            record["boxes"] = defect_boxes(amap, mask)
-            target = out.file(f"masks/{stem}.png")
-            Image.fromarray(mask.astype(np.uint8) * 255).save(target)
-            record["mask"] = f"masks/{stem}.png"
+        summary.n_good += 1
+    if decision.mask is not None:
+        target = out.file(f"masks/{stem}.png")
+        Image.fromarray(decision.mask.astype(np.uint8) * 255).save(target)
+        record["mask"] = f"masks/{stem}.png"
     if image is not None:
-        vmin, vmax = scale if scale is not None else (float(np.min(amap)), float(np.max(amap)))
         target = out.file(f"overlays/{stem}.png")
-        heatmap_overlay(image, amap, vmin, vmax, mask=mask, contour_colour=CONTOUR_COLOUR).save(target)
+        overlay_image(image, amap, decision.mask, scale).save(target)
         record["overlay"] = f"overlays/{stem}.png"
     return record

@@ -39,7 +39,7 @@ def test_readme_lists_exactly_each_commands_options():
     assert readme_options() == command_options()
 
 
-@pytest.mark.parametrize("command", ["train", "test", "predict", "benchmark", "demo", "synth"])
+@pytest.mark.parametrize("command", ["train", "test", "predict", "serve", "benchmark", "demo", "synth"])
 def test_help_lists_exactly_the_options(cli, command, monkeypatch):
     monkeypatch.setenv("COLUMNS", "500")  # no line wrapping inside an option name
     result = cli(command, "--help")
