@@ -9,6 +9,7 @@ session this module starts is shut down when the work is done.
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 from typing import Iterator, Optional
 
@@ -41,10 +42,11 @@ def ray_session(address: Optional[str] = None, num_cpus: Optional[int] = None) -
     env = {k: os.environ[k] for k in ("PYTHONPATH", "DEFECTKIT_CACHE_DIR") if k in os.environ}
     kwargs = {"runtime_env": {"env_vars": env}} if env else {}
     if address is None:
-        ray.init(num_cpus=num_cpus, include_dashboard=False, log_to_driver=False, **kwargs)
+        ray.init(num_cpus=num_cpus, include_dashboard=False, log_to_driver=False, logging_level=logging.WARNING,
+                 **kwargs)
     else:
         try:
-            ray.init(address=address, log_to_driver=False, **kwargs)
+            ray.init(address=address, log_to_driver=False, logging_level=logging.WARNING, **kwargs)
         except ConnectionError as exc:
             raise ConnectionError(f"--ray-address {address}: no Ray cluster reachable there ({exc}); start one "
                                   "with `ray start --head` (docs/scale-out.md)") from None

@@ -115,7 +115,7 @@ def predict_on_ray(model: Path, inputs: Inputs, out, thresholds, overlays: bool 
     """Score ``inputs`` with the model file ``model`` on Ray and write partitioned predictions into ``out``.
 
     ``out`` is the prepared OutputDir; ``workers`` actors of one CPU each (default: one per
-    CPU of the cluster). ``on_unreadable(file, reason)`` is called for each file that could not
+    CPU of the cluster, at most one per partition). ``on_unreadable(file, reason)`` is called for each file that could not
     be decoded, as its partition finishes. Raises ValueError when no input could be read, after writing the
     records that say why, as local predict does."""
     summary = RayPredictSummary(out.path, thresholds)
@@ -132,9 +132,10 @@ def predict_on_ray(model: Path, inputs: Inputs, out, thresholds, overlays: bool 
     if inputs.files:
         with ray_session(address) as ray:
             ray.data.DataContext.get_current().enable_progress_bars = False
-            summary.workers = int(workers or max(1, int(ray.cluster_resources().get("CPU", 1))))
             items = [{"index": i, "path": str(p), "name": n} for i, (p, n) in enumerate(zip(inputs.files, inputs.names))]
-            ds = ray.data.from_items(items, override_num_blocks=max(1, -(-len(items) // PARTITION_FILES)))
+            n_partitions = -(-len(items) // PARTITION_FILES)
+            summary.workers = min(n_partitions, int(workers or max(1, int(ray.cluster_resources().get("CPU", 1)))))
+            ds = ray.data.from_items(items, override_num_blocks=n_partitions)
             scored = ds.map_batches(
                 PartitionScorer, batch_size=PARTITION_FILES, batch_format="numpy", concurrency=summary.workers,
                 num_cpus=1, fn_constructor_kwargs=dict(model=str(model), out=str(out.path), device=device,
