@@ -105,6 +105,7 @@ def test_resume_runs_only_the_missing_rows(grids, category, tmp_path, capsys):
     code, _, err = run_cli(capsys, "benchmark", "--methods", *METHODS, "--data", category, *GRID, "--engine", "ray",
                            "--out", out, "--resume")
     assert code == 0, err
+    assert "resume: 2 of 4 runs already in" in err and "running the other 2" in err
     after = (out / "results.csv").read_text().splitlines(keepends=True)
     assert len(after) == 5
     assert after[1] == rows[0] and after[4] == rows[3]  # finished runs kept as recorded, not run again

@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import datetime as _dt
 import json
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,6 +27,7 @@ from ..data.seen_anomalies import draw_seen_anomalies, seen_file_names, seen_fro
 from ..models.factory import build_model, check_seen_supported, resolve_variants, variant_params
 from ..utils.output import check_output_dir
 from ..utils.progress import progress as progress_bar
+from ..utils.progress import write as progress_write
 from .environment import environment_info, peak_rss_mb
 from .evaluate import evaluate_model, throughput_pair
 from .predict import slug
@@ -301,6 +303,9 @@ def run_benchmark(
         done = finished_rows(out / "results.csv", runs, shared)
     finished = {run_key(r) for r in done}
     todo = [r for r in runs if r.key not in finished]
+    if resume and progress:
+        progress_write(f"resume: {len(done)} of {len(runs)} runs already in {out / 'results.csv'}; "
+                       f"running the other {len(todo)}", file=sys.stderr)
     session_rows: Dict[Tuple[str, str, str, int], Dict[str, Any]] = {}
     stream = ResultsStream(out / "results.csv", stream_columns(run_pages), keep=done) if out is not None else None
 
