@@ -81,6 +81,9 @@ def cluster(n_nodes: int, work: Path):
             except ProcessLookupError:
                 pass
             p.wait()
+        marker = Path("/tmp/ray/ray_current_cluster")  # `ray stop` would remove it; a stale one misleads ray.init()
+        if marker.is_file() and marker.read_text().strip().endswith(f":{port}"):
+            marker.unlink()
 
 
 def wait_for_nodes(address: str, n: int, timeout: float = 180) -> None:

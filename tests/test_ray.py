@@ -34,7 +34,7 @@ METRICS = ("image_auroc", "pixel_auroc", "aupro", "pixel_ap", "image_f1_max", "p
 def ray_cluster():
     """One local Ray for the session; workers import this checkout's defectkit."""
     path = os.pathsep.join([str(REPO)] + [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p])
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False,
+    ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False,
              runtime_env={"env_vars": {"PYTHONPATH": path}})
     yield ray
     ray.shutdown()

@@ -42,8 +42,9 @@ def ray_session(address: Optional[str] = None, num_cpus: Optional[int] = None) -
     env = {k: os.environ[k] for k in ("PYTHONPATH", "DEFECTKIT_CACHE_DIR") if k in os.environ}
     kwargs = {"runtime_env": {"env_vars": env}} if env else {}
     if address is None:
-        ray.init(num_cpus=num_cpus, include_dashboard=False, log_to_driver=False, logging_level=logging.WARNING,
-                 **kwargs)
+        # address="local": a new Ray of our own, even when a `ray start` cluster runs on this machine
+        ray.init(address="local", num_cpus=num_cpus, include_dashboard=False, log_to_driver=False,
+                 logging_level=logging.WARNING, **kwargs)
     else:
         try:
             ray.init(address=address, log_to_driver=False, logging_level=logging.WARNING, **kwargs)
