@@ -512,6 +512,10 @@ def cmd_predict(args) -> int:
     from .utils.outputs import OutputDir
 
     _check_engine_options(args, "--workers")
+    if args.engine == "ray":
+        from .engine.ray_cluster import import_ray
+
+        import_ray()  # not installed: say what to install before the output folder is touched
     out = Path(args.out)
     OutputDir.check(out, args.force)
     inputs = expand_inputs(args.input, recursive=args.recursive, out=out)

@@ -201,3 +201,13 @@ def test_without_ray_the_error_names_the_extra(monkeypatch):
     monkeypatch.setitem(sys.modules, "ray", None)
     with pytest.raises(ImportError, match=r"pip install 'defectkit\[ray\]'"):
         import_ray()
+
+
+def test_without_ray_the_commands_stop_before_writing_anything(category, model_file, tmp_path, capsys, monkeypatch):
+    monkeypatch.setitem(sys.modules, "ray", None)
+    code, _, err = run_cli(capsys, "benchmark", "--data", category, "--seeds", "0", "--image-size", "64",
+                           "--engine", "ray", "--out", tmp_path / "b")
+    assert code == 2 and "pip install 'defectkit[ray]'" in err and not (tmp_path / "b").exists()
+    code, _, err = run_cli(capsys, "predict", "--model", model_file, "--input", category / "test" / "good",
+                           "--out", tmp_path / "p", "--engine", "ray")
+    assert code == 2 and "pip install 'defectkit[ray]'" in err and not (tmp_path / "p").exists()

@@ -265,6 +265,10 @@ def run_benchmark(
     out = Path(out_dir) if out_dir is not None else None
     if engine not in ENGINES:
         raise ValueError(f"unknown engine {engine!r}; choose one of {', '.join(ENGINES)}")
+    if engine == "ray":
+        from .ray_cluster import import_ray
+
+        import_ray()  # not installed: say what to install before anything is written
     if cpus_per_run is not None and int(cpus_per_run) < 1:
         raise ValueError(f"cpus per run must be >= 1, got {cpus_per_run}")
     if resume and overwrite:
