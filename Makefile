@@ -9,7 +9,7 @@ PY      = $(VENV)/bin/python
 $(VENV)/.installed: pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
 	$(PIP) install -q --upgrade pip -c constraints.txt
-	$(PIP) install -q -c constraints.txt -e ".[train,test,faiss]"
+	$(PIP) install -q -c constraints.txt -e ".[train,test,faiss,serve,ray]"
 	touch $@
 
 demo: $(VENV)/.installed

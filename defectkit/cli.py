@@ -116,6 +116,25 @@ def _add_layout_option(p: argparse.ArgumentParser) -> None:
                    help="open the data as this layout instead of detecting it (see `defectkit data layouts`)")
 
 
+def _add_engine_options(p: argparse.ArgumentParser, unit: str) -> argparse._ArgumentGroup:
+    """--engine and --ray-address (docs/scale-out.md); the group, for the command's own engine options."""
+    g = p.add_argument_group("engine (docs/scale-out.md)")
+    g.add_argument("--engine", choices=("local", "ray"), default="local",
+                   help=f"local (default): in this process; ray: each {unit} on a Ray cluster "
+                   "(pip install 'defectkit[ray]')")
+    g.add_argument("--ray-address", metavar="ADDR", default=None,
+                   help="with --engine ray: auto (the cluster this machine joined with `ray start`) or HOST:PORT "
+                   "of the head node (default: a private Ray on this machine)")
+    return g
+
+
+def _check_engine_options(args, *ray_only: str) -> None:
+    """Options that mean something only with --engine ray are refused without it."""
+    given = [o for o in ("--ray-address",) + ray_only if getattr(args, o[2:].replace("-", "_"), None) is not None]
+    if args.engine != "ray" and given:
+        raise ValueError(f"{given[0]} needs --engine ray")
+
+
 def _debug_parent() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(add_help=False)
     # SUPPRESS: a subcommand's default must not reset a --debug given before it.
@@ -228,6 +247,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--fail-on-unreadable", action="store_true", help="exit with code 3 when any input could not "
                    "be read (the others are still scored and written)")
     p.add_argument("--no-overlays", action="store_true", help="do not write overlay images (faster)")
+    g = _add_engine_options(p, "partition of the files")
+    g.add_argument("--workers", type=_positive_int, default=None, metavar="N",
+                   help="with --engine ray: actors that each load the model once and score partitions "
+                   "(default: one per CPU of the cluster)")
     p.set_defaults(func=cmd_predict)
 
     p = sub.add_parser("serve", parents=[dbg], help="serve a saved model over HTTP (needs the serve extra)",
@@ -324,6 +347,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--run-pages", action="store_true", help="also write every run's own folder and page under "
                    "OUT/runs/ (linked from benchmark.html)")
     _add_seen_options(p, " per category and seed (names in seen_anomalies.json)", "--seeds")
+    g = _add_engine_options(p, "run")
+    g.add_argument("--cpus-per-run", type=_positive_int, default=None, metavar="N",
+                   help="CPUs of each run: the Ray task's resources and torch's threads (default: 1 with "
+                   "--engine ray; the local engine leaves torch's threads as they are)")
+    g.add_argument("--resume", action="store_true", help="keep the runs already in --out/results.csv and run only "
+                   "the missing ones (refused when they were run with other settings)")
     p.set_defaults(func=cmd_benchmark)
 
     p = sub.add_parser("demo", parents=[model, run_train, dbg], help="train and test on a generated category (no download)",
@@ -543,6 +572,11 @@ def cmd_predict(args) -> int:
     from .engine.predict import predict_files, resolve_thresholds
     from .utils.outputs import OutputDir
 
+    _check_engine_options(args, "--workers")
+    if args.engine == "ray":
+        from .engine.ray_cluster import import_ray
+
+        import_ray()  # not installed: say what to install before the output folder is touched
     out = Path(args.out)
     OutputDir.check(out, args.force)
     inputs = expand_inputs(args.input, recursive=args.recursive, out=out)
@@ -566,7 +600,16 @@ def cmd_predict(args) -> int:
     with OutputDir.prepare(out, args.force) as output:
         for line in output.notes():
             print(line)
-        summary = predict_files(scorer, inputs, output, thresholds, overlays=not args.no_overlays, on_record=show)
+        if args.engine == "ray":
+            from .engine.ray_predict import predict_on_ray
+
+            summary = predict_on_ray(
+                Path(args.model), inputs, output, thresholds, overlays=not args.no_overlays, device=args.device,
+                params=_runtime_overrides(args), workers=args.workers, address=args.ray_address,
+                on_unreadable=lambda f, r: show({"label": "unreadable", "file": f, "error": r}))
+        else:
+            summary = predict_files(scorer, inputs, output, thresholds, overlays=not args.no_overlays,
+                                    on_record=show)
     print(summary.line())
     if thresholds is None:
         print("no threshold: this model stores none, so labels are left empty (pass --threshold X, or set one "
@@ -575,6 +618,8 @@ def cmd_predict(args) -> int:
         print(f"thresholds: {thresholds.describe()}")
     print(f"overlay colour scale: {summary.colour_scale}")
     print(f"predictions: {summary.files['jsonl']} and {summary.files['csv']}")
+    if args.engine == "ray":
+        print(summary.throughput_line())
     if args.fail_on_unreadable and summary.n_unreadable:
         print(f"defectkit: error: {summary.n_unreadable} inputs could not be read (--fail-on-unreadable)",
               file=sys.stderr)
@@ -682,6 +727,9 @@ def cmd_benchmark(args) -> int:
     from .engine.inputs import slug
     from .engine.results import format_table, summarise
 
+    _check_engine_options(args)
+    if args.resume and not args.out:
+        raise ValueError("--resume needs --out, the folder of the benchmark to finish")
     date = _dt.date.today().strftime("%Y%m%d")
     out = Path(args.out or Path("benchmarks") / "results" / slug(f"{'+'.join(args.methods)}-{args.backbone}-{date}"))
     command = " ".join(["defectkit"] + [a for a in (args._argv or [])])
@@ -692,14 +740,22 @@ def cmd_benchmark(args) -> int:
         cache_dir=args.cache_dir, use_cache=args.cache and not args.no_cache, command=command,
         seen_anomalies=args.seen_anomalies, seen_dir=args.seen_dir, strict=args.strict, layout=args.layout,
         resize=args.resize, tile_size=args.tile, tile_overlap=args.tile_overlap, run_pages=args.run_pages,
+        engine=args.engine, ray_address=args.ray_address, cpus_per_run=args.cpus_per_run, resume=args.resume,
     )
     print(format_table(summarise(rows)))
+    failures = [r for r in rows if r.get("error")]
+    for r in failures:
+        print(f"failed: {r['variant']} {r['category']} seed {r['seed']}: {r['error']}", file=sys.stderr)
     print(f"results: {out / 'results.csv'}")
     print(f"summary: {out / 'summary.md'}")
     print(f"page: {out / 'benchmark.html'}")
     if (out / "seen_anomalies.json").exists():
         print(f"seen anomalies: {out / 'seen_anomalies.json'} (metrics on the reduced test set)"
               if args.seen_anomalies else f"seen anomalies: {out / 'seen_anomalies.json'}")
+    if failures:
+        print(f"defectkit: error: {len(failures)} of {len(rows)} runs failed (column error of results.csv); "
+              "fix the cause and finish them with --resume", file=sys.stderr)
+        return 1
     return 0
 
 
@@ -771,7 +827,7 @@ def cmd_methods(args) -> int:
 def _user_errors() -> Tuple[type, ...]:
     from .data import DatasetLayoutError, ImageReadError
 
-    return (FileNotFoundError, FileExistsError, NotADirectoryError, PermissionError, ValueError, KeyError,
+    return (FileNotFoundError, FileExistsError, NotADirectoryError, PermissionError, ValueError, KeyError, ImportError,
             ImageReadError, DatasetLayoutError, RuntimeError, OSError)
 
 

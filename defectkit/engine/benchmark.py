@@ -11,11 +11,14 @@ evaluates on the reduced test set (docs/protocol.md#seen-anomalies).
 
 from __future__ import annotations
 
+import contextlib
 import datetime as _dt
 import json
+import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Dict, List, Mapping, Optional, Sequence, Union
+from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple, Union
 
 from ..data.batches import load_images
 from ..data.folder import load_dataset, resolve_categories
@@ -24,15 +27,20 @@ from ..data.seen_anomalies import draw_seen_anomalies, seen_file_names, seen_fro
 from ..models.factory import build_model, check_seen_supported, resolve_variants, variant_params
 from ..utils.output import check_output_dir
 from ..utils.progress import progress as progress_bar
+from ..utils.progress import write as progress_write
 from .environment import environment_info, peak_rss_mb
 from .evaluate import evaluate_model, throughput_pair
 from .predict import slug
 from .results import THROUGHPUT_IMAGES, write_results
+from .results_stream import (FLOAT_COLUMNS, ResultsStream, failed, in_grid_order, read_rows, run_key,
+                             setting_differences, stream_columns)
 
 PathLike = Union[str, Path]
 
 #: Files a benchmark writes into its output folder; none is replaced without ``overwrite``.
 RESULT_FILES = ("results.csv", "results.json", "summary.md", "seen_anomalies.json")
+#: Where the runs of a grid can be executed.
+ENGINES = ("local", "ray")
 
 
 def _fit_info_value(info: Mapping[str, Any], key: str) -> Any:
@@ -169,6 +177,10 @@ def run_benchmark(
     tile_size: Optional[int] = None,
     tile_overlap: int = 32,
     run_pages: bool = False,
+    engine: str = "local",
+    ray_address: Optional[str] = None,
+    cpus_per_run: Optional[int] = None,
+    resume: bool = False,
 ) -> List[Dict[str, Any]]:
     """Fit and evaluate every method x category x seed; returns one row dict per run.
 
@@ -178,9 +190,22 @@ def run_benchmark(
     along the rows. ``use_cache`` is off by default so that every run pays its own
     feature extraction; with it on, runs after the first reuse cached features and
     their train_seconds are not comparable (recorded in column ``feature_cache``).
-    With ``out_dir``: results.csv, results.json and summary.md are (re)written after
-    every run; any of those (or seen_anomalies.json) already there raises FileExistsError
-    unless ``overwrite``, and an output folder that cannot be written raises OutputError.
+    With ``out_dir``: each run's row is appended to results.csv (and flushed) as soon as
+    the run finishes; results.json, summary.md and benchmark.html are written at the end
+    from results.csv, rows in the grid's order (engine/results_stream.py). Any of those
+    (or seen_anomalies.json) already there raises FileExistsError unless ``overwrite`` or
+    ``resume``, and an output folder that cannot be written raises OutputError.
+    ``resume``: the runs already in results.csv are kept and not run again (a recorded
+    failure is run again); a recorded run whose settings differ from this call's, or that
+    is not part of this grid, is a ValueError naming the file.
+    A run that raises is recorded (column ``error``, metrics empty) and the grid goes on;
+    summaries leave failed runs out.
+    ``engine``: ``local`` runs one run after the other in this process; ``ray`` makes each
+    run one Ray task with ``cpus_per_run`` CPUs (default 1) on the cluster at
+    ``ray_address`` (None: a private Ray on this machine; ``auto``: the cluster this
+    machine joined), data folders read by the node that runs the task
+    (engine/ray_benchmark.py). ``cpus_per_run`` also sets torch's threads per run (the
+    local engine leaves them as they are when it is None).
     Everything (methods, parameters, data folders, output) is checked before the
     first model is fitted.
 
@@ -238,11 +263,23 @@ def run_benchmark(
             for seed in seeds:
                 draw_seen_anomalies(ds, seen_anomalies, seed)  # too few defects with masks: fail now
     out = Path(out_dir) if out_dir is not None else None
+    if engine not in ENGINES:
+        raise ValueError(f"unknown engine {engine!r}; choose one of {', '.join(ENGINES)}")
+    if engine == "ray":
+        from .ray_cluster import import_ray
+
+        import_ray()  # not installed: say what to install before anything is written
+    if cpus_per_run is not None and int(cpus_per_run) < 1:
+        raise ValueError(f"cpus per run must be >= 1, got {cpus_per_run}")
+    if resume and overwrite:
+        raise ValueError("give resume (keep the finished runs) or overwrite (start again), not both")
+    if resume and out is None:
+        raise ValueError("resume needs the output folder (out_dir) of the benchmark to resume")
     existing = [out / name for name in RESULT_FILES if (out / name).exists()] if out is not None else []
-    if existing and not overwrite:
+    if existing and not overwrite and not resume:
         raise FileExistsError(
-            f"{existing[0]} already exists; choose another output folder or pass overwrite=True "
-            "(CLI: --force) to replace it"
+            f"{existing[0]} already exists; choose another output folder, pass overwrite=True "
+            "(CLI: --force) to replace it, or resume=True (CLI: --resume) to finish its missing runs"
         )
     if out is not None:
         check_output_dir(out_dir)  # read-only or full: fail before the first run, not after it
@@ -256,26 +293,169 @@ def run_benchmark(
     if run_pages and out is None:
         raise ValueError("run pages need an output folder (out_dir)")
     env = environment_info(device)
-    rows: List[Dict[str, Any]] = []
-    runs = [(v, p, ds, s) for v, _, _ in variants for p, ds in datasets for s in seeds]
-    with progress_bar(runs, desc="benchmark", unit="run", enabled=progress, leave=True) as bar:
-        for variant, path, ds, seed in bar:
-            bar.set_postfix_str(f"{variant} {ds.name} seed {seed}")
-            page_dir = Path("runs") / slug(f"{variant}-{ds.name}-seed{seed}") if run_pages else None
-            rows.append(
-                run_one(
-                    variant, ds, path, backbone, seed, weights=weights, image_size=image_size, crop_size=crop_size,
-                    device=device, batch_size=batch_size, cache_dir=cache_dir, use_cache=use_cache,
-                    method_params=method_params, methods=names, progress=progress, env=env,
-                    seen_anomalies=seen_anomalies, seen_dir=seen_dir, strict=strict, resize=resize,
-                    tile_size=tile_size, tile_overlap=tile_overlap,
-                    run_dir=None if page_dir is None else out / page_dir,
-                )
-            )
-            if page_dir is not None:
-                rows[-1]["run_page"] = (page_dir / "report.html").as_posix()
-            if out is not None:
-                write_results(out, rows, env=env, seeds=seeds, command=command)
+    shared = dict(backbone=backbone, weights=weights, image_size=image_size, crop_size=crop_size, device=device,
+                  batch_size=batch_size, cache_dir=cache_dir, use_cache=use_cache, method_params=method_params,
+                  methods=names, seen_anomalies=seen_anomalies, seen_dir=seen_dir, strict=strict, resize=resize,
+                  tile_size=tile_size, tile_overlap=tile_overlap)
+    n_seen = len(seen_from_folder(seen_dir)) if seen_dir is not None else seen_anomalies
+    runs = [PlannedRun(variant, name, params, Path(path), ds.name, seed, layout, run_pages, n_seen)
+            for variant, name, params in variants for path, ds in datasets for seed in seeds]
+    loaded = {Path(p): ds for p, ds in datasets}
+    keys = [r.key for r in runs]
+    done: List[Dict[str, Any]] = []
+    if resume and (out / "results.csv").exists():
+        done = finished_rows(out / "results.csv", runs, shared)
+    finished = {run_key(r) for r in done}
+    todo = [r for r in runs if r.key not in finished]
+    if resume and progress:
+        progress_write(f"resume: {len(done)} of {len(runs)} runs already in {out / 'results.csv'}; "
+                       f"running the other {len(todo)}", file=sys.stderr)
+    session_rows: Dict[Tuple[str, str, str, int], Dict[str, Any]] = {}
+    stream = ResultsStream(out / "results.csv", stream_columns(run_pages), keep=done) if out is not None else None
+
+    def on_row(row: Dict[str, Any]) -> None:
+        session_rows[run_key(row)] = row
+        if stream is not None:
+            stream.append(row)
+
+    try:
+        if engine == "ray":
+            from .ray_benchmark import run_on_ray
+
+            run_on_ray(todo, shared, out, on_row, address=ray_address, cpus_per_run=int(cpus_per_run or 1),
+                       progress=progress)
+        else:
+            with progress_bar(todo, desc="benchmark", unit="run", enabled=progress, leave=True) as bar:
+                for run in bar:
+                    bar.set_postfix_str(f"{run.variant} {run.category} seed {run.seed}")
+                    on_row(execute_run(run, shared, out, dataset=loaded[run.data_path], threads=cpus_per_run,
+                                       progress=progress, env=env))
+    finally:
+        if stream is not None:
+            stream.close()
+    if out is None:
+        rows = in_grid_order(list(session_rows.values()), keys)
+    else:  # the summary is built from results.csv, so it is the same whichever engine ran and in whatever order
+        rows = in_grid_order(read_rows(out / "results.csv"), keys)
+        for r in rows:
+            fit_info = session_rows.get(run_key(r), {}).get("_fit_info")
+            if fit_info is not None:
+                r["_fit_info"] = fit_info
+        write_results(out, rows, env=env, seeds=seeds, command=command)
     return [{k: v for k, v in r.items() if not k.startswith("_")} for r in rows]
 
 
+@dataclass(frozen=True)
+class PlannedRun:
+    """One cell of a benchmark grid: what to fit, on which category folder, with which seed."""
+
+    variant: str
+    method: str
+    params: Mapping[str, Any]
+    data_path: Path
+    category: str
+    seed: int
+    layout: Optional[str] = None
+    run_page: bool = False
+    n_seen: int = 0
+
+    @property
+    def key(self) -> Tuple[str, str, str, int]:
+        return (self.method, self.variant, self.category, int(self.seed))
+
+    @property
+    def page_dir(self) -> Optional[Path]:
+        return Path("runs") / slug(f"{self.variant}-{self.category}-seed{self.seed}") if self.run_page else None
+
+    def settings(self, shared: Mapping[str, Any]) -> Dict[str, Any]:
+        """The values of SETTING_COLUMNS this run records (what decides whether a recorded row is this run)."""
+        tiled = shared["tile_size"] is not None
+        return {
+            "backbone": shared["backbone"], "weights": "" if shared["weights"] is None else str(shared["weights"]),
+            "image_size": int(shared["image_size"]),
+            "crop_size": "" if shared["crop_size"] is None else int(shared["crop_size"]),
+            "resize": shared["resize"], "tile_size": int(shared["tile_size"]) if tiled else "",
+            "tile_overlap": int(shared["tile_overlap"]) if tiled else "",
+            "method_params": json.dumps(dict(self.params), sort_keys=True, default=str),
+            "batch_size": int(shared["batch_size"]), "feature_cache": bool(shared["use_cache"]),
+            "seen_anomalies": int(self.n_seen),
+            "seen_dir": "" if shared["seen_dir"] is None else str(shared["seen_dir"]),
+            "data_path": str(self.data_path),
+        }
+
+
+def finished_rows(csv_path: Path, runs: Sequence[PlannedRun], shared: Mapping[str, Any]) -> List[Dict[str, Any]]:
+    """The rows of ``csv_path`` that are finished runs of this grid (failures are left to run again).
+
+    A recorded run that is not in this grid, or was run with other settings, is a ValueError:
+    resuming would mix two different benchmarks in one table."""
+    by_key = {r.key: r for r in runs}
+    keep = []
+    for row in read_rows(csv_path):
+        key = run_key(row)
+        run = by_key.get(key)
+        if run is None:
+            raise ValueError(f"{csv_path}: cannot resume: it holds run {'/'.join(map(str, key))}, which is not part "
+                             "of this benchmark (other methods, categories or seeds); use another output folder, "
+                             "or --force to start again")
+        diffs = setting_differences(row, run.settings(shared))
+        if diffs:
+            raise ValueError(f"{csv_path}: cannot resume: run {'/'.join(map(str, key))} was recorded with other "
+                             f"settings ({'; '.join(diffs)}); use another output folder, or --force to start again")
+        if not failed(row):
+            keep.append(row)
+    return keep
+
+
+def failed_row(run: PlannedRun, shared: Mapping[str, Any], env: Mapping[str, Any], exc: BaseException
+               ) -> Dict[str, Any]:
+    """The row of a run that raised: its key and settings, empty metrics, and the error."""
+    row: Dict[str, Any] = {c: float("nan") for c in FLOAT_COLUMNS}
+    row.update(run.settings(shared))
+    row.update(method=run.method, variant=run.variant, category=run.category, seed=int(run.seed),
+               device=str(shared["device"]), layout=run.layout or "",
+               torch_version=env.get("torch_version", ""), defectkit_version=env.get("defectkit_version", ""),
+               python_version=env.get("python_version", ""), machine=env.get("machine", ""),
+               timestamp=_dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+               error=f"{type(exc).__name__}: {exc}".strip())
+    return row
+
+
+@contextlib.contextmanager
+def _torch_threads(n: Optional[int]):
+    """torch's intra-op threads set to ``n`` for the block (unchanged when None)."""
+    if n is None:
+        yield
+        return
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(int(n))
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
+def execute_run(run: PlannedRun, shared: Mapping[str, Any], out: Optional[Path], dataset=None,
+                threads: Optional[int] = None, progress: bool = False, env: Optional[Mapping[str, Any]] = None,
+                node: str = "") -> Dict[str, Any]:
+    """One run of the grid -> its row; an exception becomes a failed row, so the grid goes on.
+
+    ``dataset`` None: the category folder is opened here (a Ray task on another node reads
+    it from the shared path). Every engine runs a grid cell through this function."""
+    env = dict(env or environment_info(shared["device"]))
+    try:
+        with _torch_threads(threads):
+            ds = dataset if dataset is not None else load_dataset(run.data_path, layout=run.layout)
+            page_dir = run.page_dir
+            row = run_one(run.variant, ds, run.data_path, seed=run.seed, progress=progress, env=env,
+                          run_dir=None if page_dir is None or out is None else Path(out) / page_dir, **shared)
+            if page_dir is not None:
+                row["run_page"] = (page_dir / "report.html").as_posix()
+    except Exception as exc:  # noqa: BLE001 - recorded in the row; KeyboardInterrupt still stops the grid
+        row = failed_row(run, shared, env, exc)
+    row["weights"] = "" if shared["weights"] is None else str(shared["weights"])
+    row["node"] = node
+    row.setdefault("error", "")
+    return row

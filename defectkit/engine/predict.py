@@ -24,7 +24,7 @@ import csv
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Dict, Optional
+from typing import Any, Callable, Dict, Iterator, Optional, Sequence
 
 import numpy as np
 from PIL import Image
@@ -83,12 +83,12 @@ class PredictSummary:
         return f"{self.n_entries} entries: " + ", ".join(parts)
 
 
-class _Writers:
-    """predictions.jsonl and predictions.csv, one record at a time."""
+class RecordWriters:
+    """``<stem>.jsonl`` and ``<stem>.csv`` (predictions.*, or one partition of a Ray run), one record at a time."""
 
-    def __init__(self, out: OutputDir):
-        self.jsonl_path = out.file("predictions.jsonl")
-        self.csv_path = out.file("predictions.csv")
+    def __init__(self, out: OutputDir, stem: str = "predictions"):
+        self.jsonl_path = out.file(f"{stem}.jsonl")
+        self.csv_path = out.file(f"{stem}.csv")
         self._jsonl = open(self.jsonl_path, "w", encoding="utf-8")
         self._csv_file = open(self.csv_path, "w", newline="", encoding="utf-8")
         self._csv = csv.writer(self._csv_file)
@@ -111,7 +111,7 @@ class _Writers:
         self._csv_file.close()
 
 
-def _not_scored(file: str, label: str, reason: str) -> Dict[str, Any]:
+def not_scored_record(file: str, label: str, reason: str) -> Dict[str, Any]:
     return {"file": file, "score": None, "label": label, "threshold": None, "normalised_score": None,
             "boxes": [], "mask": None, "overlay": None, "error": reason}
 
@@ -135,11 +135,9 @@ def predict_files(
 
     summary = PredictSummary(out.path, thresholds)
     scale = thresholds.colour_scale() if thresholds is not None else None
-    summary.colour_scale = ("per image (min..max of its own map): the model has no pixel threshold" if scale is None
-                            else f"fixed [{scale[0]:.4g}, {scale[1]:.4g}] from the pixel threshold and normal pixels")
-    writers = _Writers(out)
+    summary.colour_scale = colour_scale_text(scale)
+    writers = RecordWriters(out)
     summary.files = {"jsonl": str(writers.jsonl_path), "csv": str(writers.csv_path)}
-    size = int(scorer.output_size)
 
     def emit(record: Dict[str, Any]) -> None:
         writers.write(record)
@@ -149,34 +147,13 @@ def predict_files(
 
     try:
         for name, reason in inputs.left_out:
-            counted = "unreadable" if reason in UNREADABLE_REASONS else "skipped"
-            setattr(summary, f"n_{counted}", getattr(summary, f"n_{counted}") + 1)
-            emit(_not_scored(name, counted, reason))
+            emit(left_out_record(name, reason, summary))
         bar = progress_bar(total=len(inputs.files), desc="predict", unit="file", enabled=progress)
         for start in range(0, len(inputs.files), PREDICT_CHUNK):
             chunk = inputs.files[start : start + PREDICT_CHUNK]
             names = inputs.names[start : start + PREDICT_CHUNK]
-            batch, ok, errors = scorer.load_batch(chunk)
-            ok_index = {Path(p): i for i, p in enumerate(ok)}
-            reasons = {Path(p): r for p, r in errors}
-            scores = maps = images = None
-            if ok:
-                scores, maps = scorer.score(batch)
-                images = scorer.display_images(batch) if overlays else None
-            normalised = None
-            if ok and thresholds is not None:
-                normalised = thresholds.normalised(scores)
-            for path, stem in zip(chunk, names):
-                path = Path(path)
-                if path not in ok_index:
-                    summary.n_unreadable += 1
-                    emit(_not_scored(str(path), "unreadable", reasons.get(path, "could not be read")))
-                    continue
-                i = ok_index[path]
-                emit(_record(path, stem, float(scores[i]), maps[i], None if images is None else images[i],
-                             thresholds, None if normalised is None else float(normalised[i]), scale, size,
-                             out, summary))
-            del batch, scores, maps, images
+            for record in score_chunk(scorer, chunk, names, thresholds, overlays, scale, out, summary):
+                emit(record)
             writers.flush()
             bar.update(len(chunk))
         bar.close()
@@ -186,6 +163,50 @@ def predict_files(
         raise ValueError(f"none of the {len(inputs.files)} input files could be read as an image "
                          f"(reasons in {writers.jsonl_path})")
     return summary
+
+
+def left_out_record(name: str, reason: str, summary: PredictSummary) -> Dict[str, Any]:
+    """The record of an input entry that was not read (a broken link, a folder, ...), counted in ``summary``."""
+    counted = "unreadable" if reason in UNREADABLE_REASONS else "skipped"
+    setattr(summary, f"n_{counted}", getattr(summary, f"n_{counted}") + 1)
+    return not_scored_record(name, counted, reason)
+
+
+def colour_scale_text(scale) -> str:
+    """How overlays are coloured, in words (the same for every engine)."""
+    return ("per image (min..max of its own map): the model has no pixel threshold" if scale is None
+            else f"fixed [{scale[0]:.4g}, {scale[1]:.4g}] from the pixel threshold and normal pixels")
+
+
+def score_chunk(scorer, chunk: Sequence[Path], names: Sequence[str], thresholds: Optional[Thresholds],
+                overlays: bool, scale, out, summary: PredictSummary) -> Iterator[Dict[str, Any]]:
+    """Read, score and decide one chunk of files -> their records, in input order.
+
+    The one code path behind every engine (local ``predict_files`` and the Ray actors), so
+    records, masks and overlays are the same whoever runs them. ``out`` is anything with
+    ``file(relative) -> Path`` (an OutputDir); ``summary`` counts the decisions.
+    """
+    size = int(scorer.output_size)
+    batch, ok, errors = scorer.load_batch(list(chunk))
+    ok_index = {Path(p): i for i, p in enumerate(ok)}
+    reasons = {Path(p): r for p, r in errors}
+    scores = maps = images = None
+    if ok:
+        scores, maps = scorer.score(batch)
+        images = scorer.display_images(batch) if overlays else None
+    normalised = None
+    if ok and thresholds is not None:
+        normalised = thresholds.normalised(scores)
+    for path, stem in zip(chunk, names):
+        path = Path(path)
+        if path not in ok_index:
+            summary.n_unreadable += 1
+            yield not_scored_record(str(path), "unreadable", reasons.get(path, "could not be read"))
+            continue
+        i = ok_index[path]
+        yield _record(path, stem, float(scores[i]), maps[i], None if images is None else images[i],
+                      thresholds, None if normalised is None else float(normalised[i]), scale, size,
+                      out, summary)
 
 
 def _record(path: Path, stem: str, score: float, amap: np.ndarray, image: Optional[np.ndarray],

@@ -2,8 +2,9 @@
 
 docs/protocol.md#reporting asks for one results row per (method, backbone, category,
 seed) with all metrics, sizes, timing, memory and versions, and for mean ± sample std
-over seeds. ``results.csv``, ``results.json`` and ``summary.md`` are rewritten
-atomically after every run, so an interrupted benchmark keeps what it finished.
+over seeds. ``results.csv`` gets each row as its run finishes (engine/results_stream.py),
+so an interrupted benchmark keeps what it finished; ``results.json`` and ``summary.md``
+are then written from it.
 """
 
 from __future__ import annotations
@@ -102,6 +103,11 @@ def _mean_std(values: Sequence[float]) -> Tuple[float, float]:
     return float(a.mean()), float(a.std(ddof=1)) if a.size > 1 else 0.0
 
 
+def _failed(row: Mapping[str, Any]) -> bool:
+    """A row recording a run that raised (column ``error``) instead of finishing."""
+    return bool(str(row.get("error") or "").strip())
+
+
 def _variant(row: Mapping[str, Any]) -> str:
     """The method spec of a row (rows written before variants existed: the method name)."""
     return str(row.get("variant") or row["method"])
@@ -116,8 +122,10 @@ def summarise(rows: Sequence[Mapping[str, Any]]) -> List[Dict[str, Any]]:
     SUMMARY_COSTS. The std is the sample standard deviation over seeds (numpy
     ``std(ddof=1)``). When a variant ran on several categories, a row with category
     "mean" follows: the per-seed mean over categories, then mean and std of those over
-    seeds (seeds present in every category only).
+    seeds (seeds present in every category only). Rows of failed runs (non-empty
+    ``error``) are left out.
     """
+    rows = [r for r in rows if not _failed(r)]
     groups: Dict[Tuple[str, str, str], List[Mapping[str, Any]]] = {}
     method_of: Dict[str, str] = {}
     for r in rows:
@@ -323,6 +331,8 @@ def write_results(out_dir: PathLike, rows: Sequence[Mapping[str, Any]], env: Opt
         "Mean ± sample std (ddof=1) over seeds; metrics in percent. " + _training_sentence(rows),
         "",
         f"- seeds: {', '.join(str(s) for s in payload['seeds'])}",
+        *([f"- failed runs: {sum(map(_failed, rows))} of {len(rows)}, left out of the tables (their errors are "
+           "in column error of results.csv)"] if any(map(_failed, rows)) else []),
         *_seen_lines(rows),
         *(["- method column: the variant, `method[key=value,...]`; its values override --param for that "
            "variant (results.csv: columns method, variant and method_params, the full set used)"]
