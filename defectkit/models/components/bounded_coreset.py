@@ -4,12 +4,13 @@ Exact greedy k-center over all N patches costs N x k distance evaluations with k
 N, so it grows with N squared (714 bottle-sized images took 8x the time of 239). Here the
 bank size is capped (``k = min(ratio x N, max_size)``) and the selection runs in two levels:
 
-1. each chunk of images (as the feature extractor streams them) keeps its share of a
-   candidate pool of ``pool_factor x k`` rows, picked by greedy k-center inside the chunk
-   (rare patterns of a chunk survive, as they would not under random subsampling);
+1. each block of ``block_rows`` rows (the feature extractor streams chunks of images,
+   cut into blocks) keeps its share of a candidate pool of ``pool_factor x k`` rows,
+   picked by greedy k-center inside the block (rare patterns of a block survive, as they
+   would not under random subsampling);
 2. greedy k-center over the pooled candidates picks the ``k`` bank rows.
 
-Level 1 costs (pool x chunk rows) evaluations in all, level 2 pool x k: both are bounded
+Level 1 costs (pool x block rows) evaluations in all, level 2 pool x k: both are bounded
 by the cap, so the selection is near-linear in N (the projection is one pass) and fit
 memory holds the pool and one chunk, not every patch. When the pool would hold every
 patch (small data, or no cap), level 1 keeps everything and level 2 is exactly
@@ -48,6 +49,7 @@ class StreamingCoreset:
         projection_dim: int = 32,
         seed: int = 0,
         pool_factor: float = 2.0,
+        block_rows: int = 8192,
     ):
         if not 0 < ratio <= 1:
             raise ValueError(f"coreset ratio must be in (0, 1], got {ratio}")
@@ -59,6 +61,7 @@ class StreamingCoreset:
         pooled = max(self.size, int(math.ceil(pool_factor * self.size)))
         self.pool_size = total if max_size <= 0 else min(total, pooled)
         self.projection_dim = projection_dim
+        self.block_rows = block_rows
         self.generator = torch.Generator().manual_seed(seed)
         self.chunk_generator = torch.Generator().manual_seed(seed + 1)
         self.matrix: Optional[torch.Tensor] = None
@@ -82,7 +85,11 @@ class StreamingCoreset:
         return (features.float() @ self.matrix.to(features.device)).contiguous()
 
     def add(self, features: torch.Tensor) -> None:
-        """Keep this chunk's share of the candidate pool (every row while the pool holds all)."""
+        """Keep the share of the candidate pool of every block of this chunk (every row while the pool holds all)."""
+        for block in features.split(self.block_rows):
+            self._add_block(block)
+
+    def _add_block(self, features: torch.Tensor) -> None:
         n = features.shape[0]
         if self.seen + n > self.total:
             raise ValueError(f"more rows added ({self.seen + n}) than announced (total={self.total})")
