@@ -13,7 +13,9 @@ Each (method, size) is fitted in a fresh subprocess, so its peak resident memory
 after a warm-up batch). With ``--lock FILE`` every subprocess runs under ``flock FILE`` so
 timing runs of a shared machine never overlap; the copies are written at the caller's priority.
 
-    flock-free:  python benchmarks/scaling.py --data ../shared/data/mvtec_ad/bottle \\
+    nice -n 15 python benchmarks/scaling.py --data ../shared/data/mvtec_ad/bottle --factors 1 4 8 \\
+        --work /tmp/copies --prepare-only --out unused
+    python benchmarks/scaling.py --data ../shared/data/mvtec_ad/bottle --work /tmp/copies \\
         --methods patchcore "simplenet[epochs=4]" --factors 1 4 8 --lock /tmp/timing.lock \\
         --out benchmarks/results/scaling-<date>
 """
@@ -165,10 +167,13 @@ def main() -> None:
     parser.add_argument("--factors", type=int, nargs="+", default=[1, 4, 8])
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--infer-images", type=int, default=32)
+    parser.add_argument("--subset", type=int, help="use only the first N training images (before the copies)")
     parser.add_argument("--lock", help="run every fit under `flock LOCK` (shared timing lock)")
     parser.add_argument("--work", type=Path, help="folder for the copies (default: a temporary one, removed)")
     parser.add_argument("--out", required=True, type=Path)
     parser.add_argument("--force", action="store_true", help="replace an existing --out folder's results")
+    parser.add_argument("--prepare-only", action="store_true",
+                        help="only write the copies into --work (e.g. under nice, before the timing run)")
     parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--method", help=argparse.SUPPRESS)
     parser.add_argument("--factor", type=int, help=argparse.SUPPRESS)
@@ -177,12 +182,19 @@ def main() -> None:
     if args.worker:
         worker(args)
         return
+    if args.prepare_only:
+        from defectkit.data import load_dataset
+
+        if args.work is None:
+            sys.exit("--prepare-only needs --work (the folder the timing run will reuse)")
+        enlarge([s.path for s in load_dataset(args.data).train], max(args.factors), args.work / "good")
+        return
     if (args.out / "results.json").exists() and not args.force:
         sys.exit(f"{args.out}/results.json exists; pass --force to replace it")
     from defectkit.data import load_dataset
 
     started = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
-    train = [s.path for s in load_dataset(args.data).train]
+    train = [s.path for s in load_dataset(args.data).train][: args.subset]
     rows = []
     with tempfile.TemporaryDirectory(prefix="defectkit-scaling-") as tmp:
         work = args.work or Path(tmp)
