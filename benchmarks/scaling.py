@@ -58,17 +58,16 @@ def enlarge(train_paths: List[Path], factor: int, folder: Path, seed: int = 0) -
 
     if not 1 <= factor <= len(SYMMETRIES):
         raise ValueError(f"factor must be 1..{len(SYMMETRIES)} (one symmetry per copy), got {factor}")
-    rng = np.random.default_rng(seed)
     folder.mkdir(parents=True, exist_ok=True)
-    out = []
-    for j in range(factor):
-        for path in train_paths:
-            target = folder / f"copy{j}_{path.stem}.png"
-            if not target.exists():
-                image = np.asarray(Image.open(path).convert("RGB"))
-                Image.fromarray(labelled_copy(image, j, rng)).save(target, compress_level=1)
-            out.append(target)
-    return out
+    target = lambda j, path: folder / f"copy{j}_{path.stem}.png"  # noqa: E731
+    for i, path in enumerate(train_paths):  # one decode per source image
+        todo = [j for j in range(factor) if not target(j, path).exists()]
+        if todo:
+            image = np.asarray(Image.open(path).convert("RGB"))
+            for j in todo:
+                Image.fromarray(labelled_copy(image, j, np.random.default_rng([seed, i, j]))).save(
+                    target(j, path), compress_level=1)
+    return [target(j, path) for j in range(factor) for path in train_paths]
 
 
 def worker(args: argparse.Namespace) -> None:
