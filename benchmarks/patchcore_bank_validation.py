@@ -29,11 +29,11 @@ from defectkit.models.components.validation import subsample, validation_scores
 from defectkit.synth.validation import builtin_anomalies
 
 VARIANTS = {
-    "exact (no cap)": dict(max_bank_size=0),
-    "cap 8192, pool 2x": dict(max_bank_size=8192, candidate_factor=2.0),
-    "cap 16384, pool 2x": dict(max_bank_size=16384, candidate_factor=2.0),
-    "cap 16384, pool 4x": dict(max_bank_size=16384, candidate_factor=4.0),
-    "cap 32768, pool 2x": dict(max_bank_size=32768, candidate_factor=2.0),
+    "exact (no cap)": {"max_bank_size": 0},
+    "cap 8192, pool 2x": {"max_bank_size": 8192, "candidate_factor": 2.0},
+    "cap 16384, pool 2x": {"max_bank_size": 16384, "candidate_factor": 2.0},
+    "cap 16384, pool 4x": {"max_bank_size": 16384, "candidate_factor": 4.0},
+    "cap 32768, pool 2x": {"max_bank_size": 32768, "candidate_factor": 2.0},
 }
 
 
@@ -52,13 +52,15 @@ def main() -> None:
     parser.add_argument("--data", required=True, type=Path)
     parser.add_argument("--seeds", type=int, nargs="+", default=[0])
     parser.add_argument("--out", required=True, type=Path)
+    parser.add_argument("--variants", nargs="+", choices=list(VARIANTS), default=list(VARIANTS))
     args = parser.parse_args()
     train = load_dataset(args.data).train
     rows = []
     with tempfile.TemporaryDirectory(prefix="defectkit-bank-val-") as cache:
         for seed in args.seeds:
             val = None
-            for name, params in VARIANTS.items():
+            for name in args.variants:
+                params = VARIANTS[name]
                 model = PatchCore(seed=seed, device="cpu", cache_dir=cache, **params)
                 start = time.perf_counter()
                 model.fit(train, progress=False)
@@ -77,9 +79,12 @@ def main() -> None:
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "validation.json").write_text(json.dumps({"rows": rows, "environment": environment_info()}, indent=1))
     lines = ["| variant | seeds | bank | val I-AUROC | val P-AUROC | val AUPRO | mean |", "|---|---|---|---|---|---|---|"]
-    for name in VARIANTS:
+    for name in args.variants:
         mine = [r for r in rows if r["variant"] == name]
-        cell = lambda key: f"{100 * np.mean([r[key] for r in mine]):.2f} ± {100 * np.std([r[key] for r in mine], ddof=1) if len(mine) > 1 else 0:.2f}"  # noqa: E731
+        def cell(key: str, mine=mine) -> str:
+            values = 100 * np.array([r[key] for r in mine])
+            return f"{values.mean():.2f} ± {values.std(ddof=1) if len(values) > 1 else 0:.2f}"
+
         lines.append(f"| {name} | {len(mine)} | {mine[0]['bank_size']} | {cell('image_auroc')} | {cell('pixel_auroc')} | "
                      f"{cell('aupro')} | {cell('score')} |")
     (args.out / "summary.md").write_text("\n".join(lines) + "\n")

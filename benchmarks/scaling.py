@@ -133,11 +133,11 @@ def plot(rows: List[Dict], out: Path) -> None:
     fig.savefig(out / "scaling.png", dpi=110)
 
 
-def summary(rows: List[Dict], args: argparse.Namespace, started: str) -> str:
+def summary(rows: List[Dict], runs: List[List[str]], args: argparse.Namespace, started: str) -> str:
     lines = ["| method | factor | train images | fit s | fit / 1x | peak RSS MiB | infer img/s | infer / 1x | bank |",
              "|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
-        one = next(q for q in rows if q["method"] == r["method"] and q["factor"] == 1)
+        one = next((q for q in rows if q["method"] == r["method"] and q["factor"] == 1), r)
         lines.append(
             f"| {r['method']} | {r['factor']}x | {r['train_images']} | {r['fit_seconds']:.1f} | "
             f"{r['fit_seconds'] / one['fit_seconds']:.2f} | {r['peak_rss_mb']:.0f} | {r['infer_img_s']:.2f} | "
@@ -149,7 +149,7 @@ def summary(rows: List[Dict], args: argparse.Namespace, started: str) -> str:
 
     lines += [
         "",
-        f"- command: `python benchmarks/scaling.py {' '.join(sys.argv[1:])}`",
+        *[f"- command: `python benchmarks/scaling.py {' '.join(run)}`" for run in runs],
         f"- started {started}; seed {args.seed}; every fit in a fresh process, feature cache off, "
         f"{'each run under flock ' + args.lock if args.lock else 'no lock'}",
         f"- inference: first {args.infer_images} test images, preprocessed, best of 2 passes after a warm-up batch",
@@ -164,6 +164,8 @@ def main() -> None:
     parser.add_argument("--data", required=True, type=Path, help="a category folder (MVTec AD layout)")
     parser.add_argument("--methods", nargs="+", default=["patchcore"], help="method specs, e.g. simplenet[epochs=4]")
     parser.add_argument("--factors", type=int, nargs="+", default=[1, 4, 8])
+    parser.add_argument("--at-1x", nargs="*", default=[], metavar="SPEC",
+                        help="method specs run at 1x only, as references (e.g. patchcore[max_bank_size=0])")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--infer-images", type=int, default=32)
     parser.add_argument("--subset", type=int, help="use only the first N training images (before the copies)")
@@ -171,6 +173,7 @@ def main() -> None:
     parser.add_argument("--work", type=Path, help="folder for the copies (default: a temporary one, removed)")
     parser.add_argument("--out", required=True, type=Path)
     parser.add_argument("--force", action="store_true", help="replace an existing --out folder's results")
+    parser.add_argument("--append", action="store_true", help="add rows to an existing --out folder's results")
     parser.add_argument("--prepare-only", action="store_true",
                         help="only write the copies into --work (e.g. under nice, before the timing run)")
     parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
@@ -188,36 +191,39 @@ def main() -> None:
             sys.exit("--prepare-only needs --work (the folder the timing run will reuse)")
         enlarge([s.path for s in load_dataset(args.data).train], max(args.factors), args.work / "good")
         return
-    if (args.out / "results.json").exists() and not args.force:
+    if (args.out / "results.json").exists() and not (args.force or args.append):
         sys.exit(f"{args.out}/results.json exists; pass --force to replace it")
     from defectkit.data import load_dataset
 
     started = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
     train = [s.path for s in load_dataset(args.data).train][: args.subset]
-    rows = []
+    previous = json.loads((args.out / "results.json").read_text()) if args.append else {"rows": [], "runs": []}
+    rows = previous["rows"]
+    runs = previous.get("runs", [previous.get("argv")] if previous.get("argv") else []) + [sys.argv[1:]]
     with tempfile.TemporaryDirectory(prefix="defectkit-scaling-") as tmp:
         work = args.work or Path(tmp)
         for factor in args.factors:
             paths = enlarge(train, factor, work / "good")
             paths_file = work / f"paths-{factor}x.json"
             paths_file.write_text(json.dumps([str(p) for p in paths]))
-            for method in args.methods:
+            for method in args.methods + (args.at_1x if factor == 1 else []):
                 cmd = [sys.executable, __file__, "--worker", "--data", str(args.data), "--method", method,
                        "--factor", str(factor), "--paths-file", str(paths_file), "--seed", str(args.seed),
                        "--infer-images", str(args.infer_images), "--out", str(args.out)]
                 if args.lock:
                     cmd = ["flock", args.lock] + cmd
                 load_before = os.getloadavg()
+                begun = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
                 done = subprocess.run(cmd, capture_output=True, text=True)
                 found = [line[4:] for line in done.stdout.splitlines() if line.startswith("ROW ")]
                 if done.returncode or not found:
                     sys.exit(f"{method} at {factor}x failed:\n{done.stderr[-3000:]}")
-                row = dict(json.loads(found[0]), load_average_before=load_before)
+                row = dict(json.loads(found[0]), load_average_before=load_before, started=begun)
                 print(json.dumps(row), flush=True)
                 rows.append(row)
-    args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "results.json").write_text(json.dumps({"rows": rows, "argv": sys.argv[1:]}, indent=1))
-    (args.out / "summary.md").write_text("# Scaling with the number of good images\n\n" + summary(rows, args, started))
+                args.out.mkdir(parents=True, exist_ok=True)  # kept after every fit: a later failure loses nothing
+                (args.out / "results.json").write_text(json.dumps({"rows": rows, "runs": runs}, indent=1))
+    (args.out / "summary.md").write_text("# Scaling with the number of good images\n\n" + summary(rows, runs, args, started))
     plot(rows, args.out)
     print((args.out / "summary.md").read_text())
 
