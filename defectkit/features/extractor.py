@@ -14,7 +14,7 @@ import hashlib
 import json
 import os
 from pathlib import Path
-from typing import Dict, List, Optional, Sequence, Union
+from typing import Dict, Iterator, List, Optional, Sequence, Tuple, Union
 
 import torch
 
@@ -82,12 +82,39 @@ class FeatureExtractor:
 
     def __call__(self, paths: Sequence[PathLike], desc: str = "features") -> Dict[int, torch.Tensor]:
         """Features of image files, stacked per stride (on the CPU): ``{stride: N x C x h x w}``."""
+        parts = [feats for _, feats in self.stream(paths, chunk_images=max(1, len(paths)), desc=desc)]
+        if not parts:
+            raise ValueError("no image files to extract features from")
+        return parts[0]
+
+    def stream(
+        self, paths: Sequence[PathLike], chunk_images: int = 32, desc: str = "features"
+    ) -> Iterator[Tuple[List[int], Dict[int, torch.Tensor]]]:
+        """Features of image files in chunks: yields ``(indices, {stride: n x C x h x w})``, in order.
+
+        A caller that reduces each chunk (PatchCore keeps coreset candidates, SimpleNet fused
+        vectors) then holds one chunk of raw backbone maps at a time, not those of every
+        image. Cached images are read from the cache, the others computed and written to it.
+        """
         paths = [Path(p) for p in paths]
-        results: List[Optional[Dict[int, torch.Tensor]]] = [None] * len(paths)
-        digests = [file_digest(p) for p in paths] if self.use_cache else [None] * len(paths)
+        files = [self.cache_dir / f"{file_digest(p)}.pt" for p in paths] if self.use_cache else None
+        missing = len(paths) if files is None else sum(not f.is_file() for f in files)
+        with progress_bar(total=len(paths), desc=desc, unit="img", enabled=missing > 0) as bar:
+            for start in range(0, len(paths), chunk_images):
+                indices = list(range(start, min(start + chunk_images, len(paths))))
+                loaded = self._load_or_compute(paths, files, indices)
+                chunk = [loaded[i] for i in indices]
+                bar.update(len(indices))
+                yield indices, {s: torch.stack([one[s] for one in chunk]) for s in self.strides}
+
+    def _load_or_compute(
+        self, paths: List[Path], files: Optional[List[Path]], indices: List[int]
+    ) -> Dict[int, Dict[int, torch.Tensor]]:
+        """``{index: {stride: C x h x w}}`` for ``indices``: read from the cache files or computed in batches."""
+        results: Dict[int, Dict[int, torch.Tensor]] = {}
         missing = []
-        for i, digest in enumerate(digests):
-            cached = self.cache_dir / f"{digest}.pt" if digest else None
+        for i in indices:
+            cached = None if files is None else files[i]
             if cached is not None and cached.is_file():
                 try:
                     results[i] = torch.load(cached, map_location="cpu", weights_only=True)
@@ -95,15 +122,13 @@ class FeatureExtractor:
                 except Exception:  # noqa: BLE001 - a damaged cache entry is recomputed
                     cached.unlink(missing_ok=True)
             missing.append(i)
-        with progress_bar(total=len(missing), desc=desc, unit="img", enabled=bool(missing)) as bar:
-            for start in range(0, len(missing), self.batch_size):
-                chunk = missing[start : start + self.batch_size]
-                images, _, _ = load_images([paths[i] for i in chunk], self.preprocess, on_error="raise")
-                feats = self.run_backbone(images)
-                for j, i in enumerate(chunk):
-                    one = {s: f[j].cpu().clone() for s, f in feats.items()}
-                    results[i] = one
-                    if self.use_cache:
-                        atomic_torch_save(one, self.cache_dir / f"{digests[i]}.pt")
-                bar.update(len(chunk))
-        return {s: torch.stack([r[s] for r in results]) for s in self.strides}  # type: ignore[index]
+        for start in range(0, len(missing), self.batch_size):
+            batch = missing[start : start + self.batch_size]
+            images, _, _ = load_images([paths[i] for i in batch], self.preprocess, on_error="raise")
+            feats = self.run_backbone(images)
+            for j, i in enumerate(batch):
+                one = {s: f[j].cpu().clone() for s, f in feats.items()}
+                results[i] = one
+                if files is not None:
+                    atomic_torch_save(one, files[i])
+        return results

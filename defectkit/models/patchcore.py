@@ -1,7 +1,7 @@
 """PatchCore (Roth et al., CVPR 2022): a memory bank of normal patch features, scored by NN distance.
 
 The baseline every seed paper compares against. Training is feature extraction plus a
-greedy coreset, no gradient steps; a location's score is the distance from its patch
+greedy coreset, no gradient steps (streamed: see ``components.bounded_coreset``); a location's score is the distance from its patch
 feature to the nearest feature in the bank, and the image score is the largest patch
 score reweighted by how isolated that nearest bank entry is (paper, Sec. 3.3).
 
@@ -14,8 +14,9 @@ image would score its own images near 0, so they cannot stand in for new normals
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
-from typing import Any, Dict, List, Tuple
+from typing import Any, Dict, List, Optional, Tuple
 
 import torch
 
@@ -23,8 +24,12 @@ from ..features import check_aggregation, fuse_stages, upsample_maps
 from .base import AnomalyModel, patch_centres
 from .registry import register_method
 from .components.bounds import check_bounds, check_patch_size
-from .components.coreset import greedy_coreset
+from .components.bounded_coreset import StreamingCoreset
 from .components.nearest_neighbour import NearestNeighbourIndex, check_search_backend
+
+
+#: Training images whose backbone maps are held at once; each chunk is reduced to its coreset candidates.
+STREAM_IMAGES = 32
 
 
 @register_method
@@ -34,10 +39,19 @@ class PatchCore(AnomalyModel):
     ``calibration_fraction`` 0.15: normal images held out of the bank and scored to set
     the thresholds (0: the bank uses every image and the model has no thresholds).
 
+    ``max_bank_size`` 16384: the bank holds ``coreset_ratio`` of the patches but at most this
+    many rows, so fit time, memory and search cost stop growing with the number of images;
+    ``candidate_factor`` 2: each chunk of ``STREAM_IMAGES`` images keeps its share of
+    ``candidate_factor x max_bank_size`` candidates (greedy k-center within the chunk) before
+    the final greedy k-center (``components.bounded_coreset``). 0: no cap, the exact
+    greedy coreset over every patch (what model files saved before the cap used).
+
     Learned state: ``memory_bank_`` (the coreset of normal patch features), ``thresholds_``.
     """
 
     method = "patchcore"
+    #: Files saved before the cap kept every 10 % bank, chosen by exact greedy k-center.
+    legacy_params = {"max_bank_size": 0}
 
     def __init__(
         self,
@@ -52,6 +66,8 @@ class PatchCore(AnomalyModel):
         aggregation: str = "mean",
         embed_dim: int = 128,
         calibration_fraction: float = 0.15,
+        max_bank_size: int = 16384,
+        candidate_factor: float = 2.0,
         **base: Any,
     ):
         super().__init__(**base)
@@ -66,12 +82,14 @@ class PatchCore(AnomalyModel):
         self.aggregation = aggregation  # "mean" or the official code's "adaptive" (features/fusion.py)
         self.embed_dim = embed_dim
         self.calibration_fraction = calibration_fraction
+        self.max_bank_size = max_bank_size
+        self.candidate_factor = candidate_factor
 
     def check_params(self) -> None:
         super().check_params()
         check_aggregation(self.aggregation, self.embed_dim)
         check_patch_size(self.patch_size)
-        check_bounds(self, coreset_ratio="(0, 1]", projection_dim=">= 0", num_neighbours=">= 1", blur_sigma=">= 0")
+        check_bounds(self, coreset_ratio="(0, 1]", max_bank_size=">= 0", candidate_factor=">= 1", projection_dim=">= 0", num_neighbours=">= 1", blur_sigma=">= 0")
         check_search_backend(self.search_backend)
         if not 0.0 <= self.calibration_fraction < 1.0:
             raise ValueError(f"calibration_fraction must be in [0, 1), got {self.calibration_fraction!r}")
@@ -84,21 +102,37 @@ class PatchCore(AnomalyModel):
         return fused.permute(0, 2, 3, 1)
 
     def _fit(self, paths: List[Path], progress: bool) -> None:
-        import time
-
         t0 = time.perf_counter()
         train_idx, held_idx = self._hold_out(paths, self.calibration_fraction)
-        feats = self.patch_features(self.feature_extractor(self.strides)([paths[i] for i in train_idx]))
-        bank = feats.reshape(-1, feats.shape[-1])
+        train_paths = [paths[i] for i in train_idx]
+        coreset: Optional[StreamingCoreset] = None
+        patches_per_image = 0
+        select_seconds = 0.0
+        for _, stage_features in self.feature_extractor(self.strides).stream(train_paths, STREAM_IMAGES):
+            feats = self.patch_features(stage_features)
+            n, h, w, d = feats.shape
+            if coreset is None:
+                patches_per_image = h * w
+                coreset = StreamingCoreset(
+                    len(train_paths) * patches_per_image, self.coreset_ratio, self.max_bank_size,
+                    self.projection_dim, self.seed, self.candidate_factor,
+                )
+            elif h * w != patches_per_image:
+                raise ValueError(f"training images give patch grids of {patches_per_image} and {h * w} "
+                                 "patches; PatchCore needs one input size for all")
+            t = time.perf_counter()
+            coreset.add(feats.reshape(-1, d))
+            select_seconds += time.perf_counter() - t
+        assert coreset is not None  # fit refuses an empty training set before _fit
         t1 = time.perf_counter()
-        keep = greedy_coreset(bank, self.coreset_ratio, self.projection_dim, self.seed, progress)
-        self.memory_bank_ = bank[keep].contiguous()
+        self.memory_bank_ = coreset.finish(progress)
         self.__dict__.pop("_index", None)
         self.fit_info_.update(
-            feature_seconds=t1 - t0,
-            coreset_seconds=time.perf_counter() - t1,
+            feature_seconds=t1 - t0 - select_seconds,
+            coreset_seconds=time.perf_counter() - t1 + select_seconds,
             bank_size=int(self.memory_bank_.shape[0]),
-            patches=int(bank.shape[0]),
+            patches=int(coreset.total),
+            coreset_candidates=int(coreset.pool_size),
             train_images=int(len(train_idx)),
             val_images=0 if held_idx is None else int(len(held_idx)),
             val_image_names=[] if held_idx is None else [paths[i].name for i in held_idx],

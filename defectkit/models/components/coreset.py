@@ -61,12 +61,25 @@ def greedy_coreset(
         return torch.arange(n)
     generator = torch.Generator().manual_seed(seed)
     x = random_projection(features.float(), projection_dim, generator).contiguous()
+    return greedy_k_center(x, k, generator, progress)
+
+
+def greedy_k_center(
+    x: torch.Tensor, k: int, generator: torch.Generator, progress: bool = False, desc: str = "coreset"
+) -> torch.Tensor:
+    """Indices (in selection order) of ``k`` rows of ``x`` picked by greedy k-center from a seeded start.
+
+    Costs k passes over the N rows (N x k distance evaluations), so callers bound N x k.
+    """
+    n = x.shape[0]
+    if k >= n:
+        return torch.arange(n)
     sq_norms = (x * x).sum(1)
     selected = torch.empty(k, dtype=torch.long)
     current = int(torch.randint(n, (1,), generator=generator))
     min_dist: Optional[torch.Tensor] = None
     with single_thread_on_cpu(x.device):
-        with progress_bar(range(k), desc="coreset", unit="pt", enabled=progress, mininterval=1.0) as steps:
+        with progress_bar(range(k), desc=desc, unit="pt", enabled=progress, mininterval=1.0) as steps:
             for step in steps:
                 selected[step] = current
                 # ||x_i - c||^2 = |x_i|^2 - 2 x_i.c + |c|^2, one matrix-vector product per step

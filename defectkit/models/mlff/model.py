@@ -254,22 +254,24 @@ class MLFF(AnomalyModel):
         anomalies, masks = synthesise(images, anomal_src, gen, self.seed + 11)
         synth_seconds = time.perf_counter() - t0
         s = self.preprocess.output_size
-        all_masks = torch.cat([torch.zeros(len(images), s, s), masks])
         rows = np.r_[normal_src, len(images) + np.arange(len(anomal_src))]  # one epoch's items
         data: Dict[str, Any] = {"rows": rows, "synth_seconds": synth_seconds, "n_anomalous": len(anomal_src),
                                 "n_normal_images": len(images)}
+        # the cell labels first, so the full-size masks are freed before the features are held
+        data["labels"] = self._cell_labels(torch.cat([torch.zeros(len(images), s, s), masks]))
+        del masks
         if self.fresh_anomalies:
             data.update(source_images=images, anomaly_sources=anomal_src, generator=gen)
         if self.finetune_backbone:
             data["images"] = torch.cat([images, anomalies]).mul(255).round().byte()
         else:
+            del images  # the features are read from the files; kept in data only for fresh anomalies
             t1 = time.perf_counter()
             extractor = self.feature_extractor(STRIDES)
             low, high = split_stages(extractor(paths, desc="mlff features"), self.output_stride)
             a_low, a_high = self._inputs_of(anomalies, "pseudo-anomaly features", progress)
             data["low"], data["high"] = torch.cat([low.half(), a_low]), torch.cat([high.half(), a_high])
             data["feature_seconds"] = time.perf_counter() - t1
-        data["labels"] = self._cell_labels(all_masks)
         return data
 
     def _cell_labels(self, masks: torch.Tensor) -> torch.Tensor:

@@ -258,9 +258,8 @@ class RealNet(AnomalyModel):
         extractor = self.feature_extractor(self._stages)
         train_feats = extractor(train_paths, desc="realnet features")
         synth = self._synthesizer()
-        train_images, _, _ = load_images(train_paths, self.preprocess, on_error="raise")
-        pool_images, pool_masks, pool_src = synthesize_pool(to_uint8(train_images), self.pool_size, synth, self.seed)
-        del train_images
+        pool_images, pool_masks, pool_src = synthesize_pool(self._uint8_images(train_paths), self.pool_size, synth,
+                                                            self.seed)
         t1 = time.perf_counter()
         pool_feats = self._backbone_batches(extractor, pool_images)
         del pool_images
@@ -284,6 +283,13 @@ class RealNet(AnomalyModel):
             pool_mask_fraction=float((pool_masks > 0.5).float().mean()),
         )
         self.train_on_features(indices, train_feats, pool_feats, pool_src, pool_masks, val, progress)
+
+    def _uint8_images(self, paths: List[Path], chunk: int = 32) -> np.ndarray:
+        """The preprocessed training images as N x S x S x 3 uint8, decoded in chunks: the pool's
+        sources, without a float copy of every image (4x their size) held at once."""
+        parts = [to_uint8(load_images(paths[i : i + chunk], self.preprocess, on_error="raise")[0])
+                 for i in range(0, len(paths), chunk)]
+        return np.concatenate(parts)
 
     def _select_all(self, feats: Dict[int, torch.Tensor], indices: Dict[int, torch.Tensor]) -> Dict[int, torch.Tensor]:
         return {s: feats[s].index_select(1, indices[s]).contiguous() for s in self._stages}

@@ -41,6 +41,26 @@ FEATURE_NORMS = ("per_dim", "global")
 _UPSAMPLER = SeparableUpsampler()  # upsample_maps as matrix products (shared cache of operators)
 
 
+#: Training images whose backbone maps are held at once while the feature vectors are filled.
+STREAM_IMAGES = 32
+
+
+def chunked_mean_std(vectors: torch.Tensor, chunk: int = 65536) -> Tuple[torch.Tensor, torch.Tensor]:
+    """Per-column mean and sample std (float64) of N x C ``vectors``, in two passes over row chunks.
+
+    Equal to ``vectors.double().mean(0)`` / ``.std(0)`` without a float64 copy of every vector
+    (twice the vectors' own size)."""
+    n = vectors.shape[0]
+    total = torch.zeros(vectors.shape[1], dtype=torch.float64)
+    for part in vectors.split(chunk):
+        total += part.double().sum(0)
+    mean = total / n
+    squares = torch.zeros_like(total)
+    for part in vectors.split(chunk):
+        squares += (part.double() - mean).pow(2).sum(0)
+    return mean, (squares / max(n - 1, 1)).sqrt().clamp_min(1e-6)
+
+
 @register_method
 class SimpleNet(AnomalyModel):
     """SimpleNet with the paper's defaults; every hyper-parameter is a constructor argument.
@@ -265,7 +285,7 @@ class SimpleNet(AnomalyModel):
         t0 = time.perf_counter()
         train_idx, val_idx = self._hold_out(paths, self.val_fraction)
         extractor = self.feature_extractor(self.strides)
-        feats = self.patch_features(extractor([paths[i] for i in train_idx]))
+        vectors = self.feature_vectors(extractor, [paths[i] for i in train_idx])
         val = self._validation_set([paths[i] for i in val_idx], extractor) if val_idx is not None else None
         self.fit_info_.update(
             feature_seconds=time.perf_counter() - t0,
@@ -273,7 +293,26 @@ class SimpleNet(AnomalyModel):
             val_images=0 if val_idx is None else int(len(val_idx)),
             val_image_names=[] if val_idx is None else [paths[i].name for i in val_idx],
         )
-        self.train_on_features(feats, val, progress)
+        self.train_on_vectors(vectors, val, progress)
+
+    def feature_vectors(self, extractor, paths: List[Path]) -> torch.Tensor:
+        """The local feature vectors of ``paths`` (N*h*w x C, image-major), filled chunk by chunk.
+
+        The raw backbone maps of one chunk are held at a time, and the vectors are written
+        into one preallocated tensor, so training holds the vectors once, not also every
+        image's backbone maps and a fused copy."""
+        vectors: Optional[torch.Tensor] = None
+        row = 0
+        for indices, stage_features in extractor.stream(paths, STREAM_IMAGES):
+            feats = self.patch_features(stage_features).permute(0, 2, 3, 1)
+            part = feats.reshape(-1, feats.shape[-1])
+            if vectors is None:
+                vectors = torch.empty(len(paths) * feats.shape[1] * feats.shape[2], part.shape[1])
+            vectors[row : row + len(part)] = part
+            row += len(part)
+        if vectors is None or row != len(vectors):
+            raise ValueError("training images give patch grids of different sizes; SimpleNet needs one input size")
+        return vectors
 
     def train_on_features(
         self, feats: torch.Tensor, val: Optional[Dict[str, Any]] = None, progress: bool = False
@@ -284,17 +323,24 @@ class SimpleNet(AnomalyModel):
         the validation images' features, 0/1 labels and pixel masks at the output size. With it, the
         weights of the best validation are kept and training stops after ``patience``
         validations without improvement; without it the last epoch's weights are kept.
-        This is what ``fit`` runs after feature extraction.
         """
-        info = self._fit_info()
         dim = feats.shape[1]
-        vectors = feats.permute(0, 2, 3, 1).reshape(-1, dim).contiguous()
+        # a copy: train_on_vectors standardises its input in place
+        return self.train_on_vectors(feats.permute(0, 2, 3, 1).reshape(-1, dim).clone(), val, progress)
+
+    def train_on_vectors(
+        self, vectors: torch.Tensor, val: Optional[Dict[str, Any]] = None, progress: bool = False
+    ) -> "SimpleNet":
+        """:meth:`train_on_features` on the vectors (N*h*w x C) themselves, which are standardised
+        in place (``fit`` passes the tensor it filled; no copy is made on the CPU)."""
+        info = self._fit_info()
+        dim = vectors.shape[1]
         if self.feature_std is not None:
-            mean, std = vectors.double().mean(0), vectors.double().std(0).clamp_min(1e-6)
+            mean, std = chunked_mean_std(vectors)
             if self.feature_norm == "global":  # one factor for all dimensions: the geometry is kept
                 std = torch.full_like(std, float(std.pow(2).mean().sqrt()))
             self.feature_mean_, self.feature_scale_ = mean.float(), (self.feature_std / std).float()
-            vectors = (vectors - self.feature_mean_) * self.feature_scale_
+            vectors.sub_(self.feature_mean_).mul_(self.feature_scale_)
         else:
             self.feature_mean_ = self.feature_scale_ = None
         device = self.device_
