@@ -14,6 +14,8 @@ from typing import Tuple
 
 import torch
 
+from ..components.coreset import single_thread_on_cpu
+
 
 class GaussianAccumulator:
     """Running ``count``, ``sum x`` and ``sum x x^T`` of N x P x D features, per position."""
@@ -42,16 +44,21 @@ class GaussianAccumulator:
         if self.count < 2:
             raise ValueError(f"a covariance needs at least 2 training images, got {self.count}")
         mean = self.sum / self.count
-        cov = (self.outer - self.count * torch.einsum("pd,pe->pde", mean, mean)) / (self.count - 1)
-        cov = 0.5 * (cov + cov.transpose(1, 2))  # exact symmetry despite rounding
-        cov += eps * torch.eye(cov.shape[-1], dtype=cov.dtype, device=cov.device)
+        # in place where possible: at 1024 positions x 176 channels one P x D x D array is 250 MB
+        cov = torch.baddbmm(self.outer, mean[:, :, None], mean[:, None, :], alpha=-self.count)
+        cov /= self.count - 1
+        cov.diagonal(dim1=-2, dim2=-1).add_(eps)
         return mean, cov
 
 
 def precision_matrices(covariance: torch.Tensor) -> torch.Tensor:
-    """Inverses of P x D x D symmetric positive-definite covariances, through their Cholesky factors."""
-    chol = torch.linalg.cholesky(covariance)
-    return torch.cholesky_inverse(chol)
+    """Inverses of P x D x D symmetric positive-definite covariances, through their Cholesky factors.
+
+    On a CPU this runs on one thread: the batch is many small factorisations, and with two
+    threads on a busy 2-core machine it was 20x slower (146 s vs 6 s for 1024 x 176 x 176)."""
+    with single_thread_on_cpu(covariance.device):
+        chol = torch.linalg.cholesky(covariance)
+        return torch.cholesky_inverse(chol)
 
 
 def mahalanobis(features: torch.Tensor, mean: torch.Tensor, precision: torch.Tensor) -> torch.Tensor:
