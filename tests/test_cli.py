@@ -167,13 +167,13 @@ def test_predict_names_what_it_skips_and_can_recurse(work, trained, tmp_path, ca
     (src / "gone.png").symlink_to(tmp_path / "missing.png")
     assert main(["predict", "--model", str(trained), "--input", str(src), "--out", str(tmp_path / "p")]) == 0
     captured = capsys.readouterr()
-    line = next(l for l in captured.err.splitlines() if l.startswith("skipped"))
+    line = next(e for e in captured.err.splitlines() if e.startswith("skipped"))
     assert line.startswith("skipped 3: ")
     assert "gone.png (broken link)" in line and "sub/ (folder; use --recursive)" in line and ".hidden.png (hidden file)" in line
     assert "1 good" in captured.out or "1 defect" in captured.out
     assert main(["predict", "--model", str(trained), "--input", str(src), "--out", str(tmp_path / "q"),
                  "--recursive"]) == 0
-    recs = [json.loads(l) for l in (tmp_path / "q" / "predictions.jsonl").read_text().splitlines()]
+    recs = [json.loads(r) for r in (tmp_path / "q" / "predictions.jsonl").read_text().splitlines()]
     assert sorted(Path(r["file"]).name for r in recs if r["score"] is not None) == ["a.png", "b.png"]
 
 
@@ -300,7 +300,7 @@ def test_user_errors_are_one_line(work, tmp_path, capsys, argv, needle):
 
 
 def test_debug_reraises(tmp_path):
-    with pytest.raises(Exception):
+    with pytest.raises(FileNotFoundError):
         main(["train", "--data", str(tmp_path / "missing"), "--out", str(tmp_path / "m.pt"), "--debug"])
 
 

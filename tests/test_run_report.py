@@ -206,7 +206,7 @@ def test_a_stored_threshold_starts_the_page(tiny, tmp_path):
     html = stored.report.read_text()
     assert "stored threshold" in html and "1 % of the held-out normal images" in html and "display only" not in html.split('id="threshold-origin"')[1][:400]
     fa = rec["overlays"]["false_alarms"]["items"]
-    good_scores = sorted((s for s, l in zip(scores, [x.label for x in data.test]) if l == 0), reverse=True)
+    good_scores = sorted((s for s, label in zip(scores, [x.label for x in data.test]) if label == 0), reverse=True)
     assert [it["score"] for it in fa] == [s for s in good_scores if s >= np.median(scores)][: len(fa)]
 
 

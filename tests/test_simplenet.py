@@ -44,7 +44,7 @@ def test_truncated_l1_matches_hand_computation():
     loss = truncated_l1_loss(d_normal, d_fake)
     assert loss.item() == pytest.approx(0.275 + 0.45)
     # per-location form of the paper (eq. 7-8): mean of the summed terms
-    per_loc = [max(0.0, 0.5 - a) + max(0.0, -(-0.5) + b) for a, b in zip(d_normal.tolist(), d_fake.tolist())]
+    per_loc = [max(0.0, 0.5 - a) + max(0.0, 0.5 + b) for a, b in zip(d_normal.tolist(), d_fake.tolist())]
     assert loss.item() == pytest.approx(sum(per_loc) / len(per_loc))
     # margins are parameters
     assert truncated_l1_loss(torch.tensor([0.0]), torch.tensor([0.0]), 1.0, -2.0).item() == pytest.approx(1.0 + 2.0)

@@ -167,7 +167,7 @@ class EfficientNetLite(Backbone):
         self.blocks = nn.ModuleList(MBConv(cin, mid, cout, k, s) for _, cin, mid, cout, k, s in specs)
         # The last block of the last stage at each stride is where that stride's feature is read.
         stride, self.taps = 2, {}
-        for index, (stage, _, _, cout, _, s) in enumerate(specs):
+        for index, (_stage, _, _, cout, _, s) in enumerate(specs):
             stride *= s
             self.taps[stride] = (index, cout)
         self.stage_channels = {s: c for s, (_, c) in self.taps.items() if s in (4, 8, 16)}

@@ -167,7 +167,7 @@ def _looks_generated(folder: Path) -> bool:
             continue
         if child.name not in ("train", "test", "ground_truth") or not child.is_dir():
             return False
-    for dirpath, _dirs, files in os.walk(folder):
+    for _dirpath, _dirs, files in os.walk(folder):
         for f in files:
             if not (f.endswith(".png") or f == MARKER):
                 return False

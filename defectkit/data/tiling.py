@@ -58,8 +58,8 @@ class Tiling:
 
     def grid(self, height: int, width: int) -> List[Tuple[int, int]]:
         """(top, left) of every window of a ``height`` x ``width`` image, row by row."""
-        return [(t, l) for t in tile_starts(height, self.size, self.overlap)
-                for l in tile_starts(width, self.size, self.overlap)]
+        return [(top, left) for top in tile_starts(height, self.size, self.overlap)
+                for left in tile_starts(width, self.size, self.overlap)]
 
     def count(self, height: int, width: int) -> int:
         return len(self.grid(height, width))

@@ -28,7 +28,10 @@ class Scorer(Protocol):
 
     method: str
     output_size: int
-    thresholds: Optional[Thresholds]
+
+    @property
+    def thresholds(self) -> Optional[Thresholds]:
+        """The decision thresholds the model carries (None when it has none)."""
 
     def load_batch(self, paths: Sequence[Path]) -> Loaded:
         """Decode and preprocess ``paths`` -> (batch in the backend's own form, readable paths, errors)."""

@@ -35,7 +35,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass, field, replace
-from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
@@ -87,7 +87,7 @@ def _finite_1d(values: Any, what: str) -> np.ndarray:
 
 
 # ------------------------------------------------------------------------- the rules
-def quantile_threshold(normal_scores: Sequence[float], fpr: float = DEFAULT_FPR) -> float:
+def quantile_threshold(normal_scores: Union[Sequence[float], np.ndarray], fpr: float = DEFAULT_FPR) -> float:
     """The score exceeded by ``fpr`` of ``normal_scores``: ``numpy.quantile(scores, 1 - fpr)``,
     linear interpolation (see the module docstring for the formula)."""
     fpr = check_fpr(fpr)

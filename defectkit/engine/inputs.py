@@ -132,7 +132,7 @@ def expand_inputs(inputs: Sequence[str], recursive: bool = False, out: Optional[
     # stems from the name below the input folder, so outputs do not repeat the folder path
     roots = [str(Path(i)).rstrip("/") for i in inputs if Path(i).is_dir()]
     rel = []
-    for path, shown in listed:
+    for _path, shown in listed:
         r = shown
         for root in roots:
             if root not in ("", ".") and shown.startswith(root + "/"):

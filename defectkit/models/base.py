@@ -137,7 +137,7 @@ class AnomalyModel:
         for klass in cls.__mro__:
             if klass is object or "__init__" not in vars(klass):
                 continue
-            for name, p in inspect.signature(klass.__init__).parameters.items():
+            for name, p in inspect.signature(vars(klass)["__init__"]).parameters.items():
                 if name != "self" and p.kind not in (p.VAR_KEYWORD, p.VAR_POSITIONAL) and name not in names:
                     names.append(name)
         return names
@@ -201,6 +201,12 @@ class AnomalyModel:
         """The tiling of large images (``tile_size``/``tile_overlap``), None when images are resized whole."""
         return None if self.tile_size is None else Tiling(int(self.tile_size), int(self.tile_overlap))
 
+    def _tiling_or_raise(self) -> Tiling:
+        tiling = self.tiling_
+        if tiling is None:
+            raise ValueError(f"this {self.method} model is not tiled (tile_size is None)")
+        return tiling
+
     @property
     def device_(self) -> torch.device:
         """The torch device ``device`` resolves to (``auto``: CUDA when available)."""
@@ -236,6 +242,9 @@ class AnomalyModel:
             return images
         if isinstance(images, ImageBatch):
             return images.images
+        if isinstance(images, NativeBatch):
+            raise ValueError("a NativeBatch holds full-resolution images of a tiled model; as_tensor takes files, "
+                             "Samples, an ImageBatch or a tensor")
         paths = [Path(i.path) if isinstance(i, Sample) else Path(i) for i in images]
         batch, _, _ = load_batch(paths, self.preprocess, on_error="raise")
         return batch.images
@@ -364,7 +373,7 @@ class AnomalyModel:
 
     def _predict_chunked(self, images: ImagesLike, progress: bool, desc: str) -> Tuple[np.ndarray, np.ndarray]:
         """``predict`` in chunks of files (bounded memory) -> (scores, maps) as numpy arrays."""
-        if isinstance(images, torch.Tensor):
+        if isinstance(images, (torch.Tensor, ImageBatch, NativeBatch)):
             return self.predict(images)
         items = list(images)
         step = max(1, self.batch_size) * 4
@@ -385,9 +394,10 @@ class AnomalyModel:
     def _training_tiles(self, paths: List[Path], progress: bool) -> Tuple[List[Path], List[int]]:
         from ..data.tiles import write_tiles
 
+        tiling = self._tiling_or_raise()
         tiles, groups = [], []
         for i, p in enumerate(progress_bar(paths, desc="tiles", unit="img", enabled=progress)):
-            out = write_tiles(p, self.tiling_, self._tile_dir())
+            out = write_tiles(p, tiling, self._tile_dir())
             tiles.extend(out)
             groups.extend([i] * len(out))
         return tiles, groups
@@ -397,9 +407,10 @@ class AnomalyModel:
         Samples of their own (for supervised methods of a tiled model)."""
         from ..data.tiles import write_defect_tiles
 
+        tiling = self._tiling_or_raise()
         out: List[Sample] = []
         for s in samples:
-            out.extend(write_defect_tiles(s, self.tiling_, self._tile_dir()))
+            out.extend(write_defect_tiles(s, tiling, self._tile_dir()))
         return out
 
     @torch.inference_mode()
@@ -443,14 +454,14 @@ class AnomalyModel:
         if len(sizes) > 1:
             raise ValueError(f"a tiled model predicts images of one size per call, got sizes {sizes}; "
                              "predict them one at a time")
-        tiling, pre, device = self.tiling_, self.preprocess, self.device_
+        tiling, pre, device = self._tiling_or_raise(), self.preprocess, self.device_
         scores, maps = [], []
         for img in batch.images:
             height, width = img.shape[:2]
             stitcher = Stitcher(tiling, height, width)
             pending: List[Tuple[int, int, torch.Tensor]] = []
 
-            def flush() -> None:
+            def flush(pending: List[Tuple[int, int, torch.Tensor]], stitcher: Stitcher) -> None:
                 x = torch.stack([t for _, _, t in pending]).to(device)
                 _, m = self._predict_tensor(x)
                 m = m.float()
@@ -464,9 +475,9 @@ class AnomalyModel:
             for top, left, window, _ in tiling.tiles(img):
                 pending.append((top, left, pre(window)))
                 if len(pending) == self.batch_size:
-                    flush()
+                    flush(pending, stitcher)
             if pending:
-                flush()
+                flush(pending, stitcher)
             full = torch.from_numpy(stitcher.result())
             scores.append(float(self.map_image_scores(full[None, None], torch.ones((1, height, width), dtype=torch.bool))[0]))
             maps.append(full.numpy())
@@ -505,6 +516,7 @@ class AnomalyModel:
         if not self.fitted_:
             raise RuntimeError("cannot save a model that is not fitted")
         path = Path(path)
+        thresholds: Optional[Thresholds] = getattr(self, "thresholds_", None)
         if path.exists() and not overwrite:
             raise FileExistsError(f"{path} already exists; pass overwrite=True (CLI: --force) to replace it")
         payload = {
@@ -520,7 +532,7 @@ class AnomalyModel:
             },
             "preprocess": self.preprocess.to_dict(),
             "fit_info": self.fit_info_,
-            "thresholds": None if getattr(self, "thresholds_", None) is None else self.thresholds_.to_dict(),
+            "thresholds": None if thresholds is None else thresholds.to_dict(),
             "state": self._get_state(),
         }
         return write_model_file(path, payload)

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Dict, List, Type
 if TYPE_CHECKING:  # pragma: no cover
     from .base import AnomalyModel
 
-BUILTIN_METHOD_MODULES = ("patchcore", "simplenet", "realnet", "prn", "mlff")
+BUILTIN_METHOD_MODULES = ("patchcore", "simplenet", "realnet", "prn", "mlff", "padim")
 
 _METHODS: Dict[str, Type["AnomalyModel"]] = {}
 

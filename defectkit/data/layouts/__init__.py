@@ -28,11 +28,11 @@ def register_layout(layout: Layout) -> Layout:
 
 def layouts() -> List[Layout]:
     """Registered layouts in detection order."""
-    return sorted(_LAYOUTS.values(), key=lambda l: (l.priority, l.name))
+    return sorted(_LAYOUTS.values(), key=lambda layout: (layout.priority, layout.name))
 
 
 def layout_names() -> List[str]:
-    return [l.name for l in layouts()]
+    return [layout.name for layout in layouts()]
 
 
 def get_layout(name: str) -> Layout:
@@ -58,7 +58,7 @@ def detect_layout(path: PathLike) -> Optional[Layout]:
 
 
 def _expected() -> str:
-    return "; ".join(f"{l.title} ({l.structure})" for l in layouts())
+    return "; ".join(f"{layout.title} ({layout.structure})" for layout in layouts())
 
 
 def open_dataset(path: PathLike, layout: Optional[str] = None, strict: bool = True) -> Any:

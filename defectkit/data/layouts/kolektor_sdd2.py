@@ -62,7 +62,7 @@ def open_kolektor_sdd2(path: Path, strict: bool = True) -> Category:
             if f.stem not in masks:
                 problem(f"'{f}' has no mask: expected '{f.parent / (f.stem + SUFFIX + '.png')}' (KolektorSDD2 "
                         "labels an image by its mask)")
-        flags: List[object] = _map_ordered(lambda f: _defective(masks[f.stem]), with_mask, 2)
+        flags: List[object] = _map_ordered(lambda f: _defective(masks[f.stem]), with_mask, 2)  # noqa: B023 - run before the loop moves on
         for f, flag in zip(with_mask, flags):
             if isinstance(flag, ImageReadError):
                 problem(f"cannot read the mask of '{f}': {flag}")

@@ -40,7 +40,7 @@ def kmeans_maps(maps: torch.Tensor, k: int, seed: int, max_iter: int = 300) -> T
     centres = flat[init].clone()
     assign = None
     it = 0
-    for it in range(1, max_iter + 1):
+    for it in range(1, max_iter + 1):  # noqa: B007 - the number of iterations run is returned
         new_assign = _sq_distances(flat, centres).argmin(1)
         if assign is not None and torch.equal(new_assign, assign):
             break

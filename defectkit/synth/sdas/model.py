@@ -7,6 +7,7 @@ import hashlib
 import io
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Optional
 
 import numpy as np
 import torch
@@ -34,10 +35,10 @@ class SDASModel:
     info: dict = field(default_factory=dict)
 
     @classmethod
-    def create(cls, config: UNetConfig = UNetConfig(), schedule: str = "cosine",
+    def create(cls, config: Optional[UNetConfig] = None, schedule: str = "cosine",
                num_timesteps: int = 1000, seed: int = 0) -> "SDASModel":
         torch.manual_seed(seed)
-        return cls(UNet(config), schedule, num_timesteps)
+        return cls(UNet(config if config is not None else UNetConfig()), schedule, num_timesteps)
 
     @property
     def image_size(self) -> int:
