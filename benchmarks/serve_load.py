@@ -96,6 +96,7 @@ def serve_throughput(model: Path, data: Path, requests: int, clients: int) -> di
 def versions() -> dict:
     import fastapi
     import numpy
+    import onnxruntime
     import torch
     import uvicorn
 
@@ -103,7 +104,7 @@ def versions() -> dict:
 
     commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=REPO, capture_output=True, text=True).stdout.strip()
     return {"defectkit": defectkit.__version__, "commit": commit, "python": platform.python_version(),
-            "torch": torch.__version__, "numpy": numpy.__version__, "fastapi": fastapi.__version__,
+            "torch": torch.__version__, "onnxruntime": onnxruntime.__version__, "numpy": numpy.__version__, "fastapi": fastapi.__version__,
             "uvicorn": uvicorn.__version__, "torch_threads": torch.get_num_threads(),
             "machine": f"{platform.machine()}, {os.cpu_count()} CPUs, {platform.platform()}"}
 
@@ -114,7 +115,7 @@ def summary_markdown(r: dict) -> str:
 
 Command: `{r['command']}` (started {r['started']}, commit {v['commit'][:10]}).
 Model: `{r['model']}`; images: every `test/*/*.png` of `{r['data']}`.
-Machine: {v['machine']}; torch {v['torch']} ({v['torch_threads']} threads), fastapi {v['fastapi']},
+Machine: {v['machine']}; torch {v['torch']} ({v['torch_threads']} threads), onnxruntime {v.get('onnxruntime', '-')}, fastapi {v['fastapi']},
 uvicorn {v['uvicorn']}, python {v['python']}.
 
 | run | images or requests | seconds | throughput | load average (1, 5, 15 min) at its end |

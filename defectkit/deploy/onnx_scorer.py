@@ -12,14 +12,14 @@ from __future__ import annotations
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import List, Optional, Sequence, Tuple, Union
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
 from ..data.images import ImageReadError
-from ..data.preprocess import MIN_IMAGE_SIDE, Box, Preprocess, read_model_array
+from ..data.preprocess import MIN_IMAGE_SIDE, Box, Preprocess, check_input_size, read_model_array
 from .onnx_model import IMAGE_INPUT, MAP_OUTPUT, SCORE_OUTPUT, VALID_INPUT, OnnxMetadata
-from .scorer import Loaded
+from .scorer import Loaded, LoadedArrays
 
 #: decode threads of ``load_batch`` (decoding and Pillow's resize release the GIL)
 DEFAULT_DECODE_WORKERS = 2
@@ -96,29 +96,57 @@ class OnnxScorer:
     # ---- Scorer ---------------------------------------------------------------------------
     def load_batch(self, paths: Sequence[Union[str, Path]]) -> Loaded:
         paths = [Path(p) for p in paths]
+        batch, kept, errors = self._preprocess_all(paths, lambda path: read_model_array(path, self.preprocess))
+        return batch, [paths[i] for i in kept], [(paths[i], reason) for i, reason in errors]
 
-        def read(path: Path):
+    def load_arrays(self, images: Sequence[np.ndarray]) -> LoadedArrays:
+        """Decoded uploads, preprocessed exactly as ``load_batch`` preprocesses a file's pixels."""
+
+        def one(item: Tuple[int, np.ndarray]):
+            i, rgb = item
             try:
-                return read_model_array(path, self.preprocess)
+                return self.preprocess.apply(check_input_size(Path(f"image {i}"), rgb, self.preprocess))
+            except ValueError as exc:  # ImageReadError (too small) or a malformed array
+                raise ImageReadError(f"image {i}", getattr(exc, "reason", str(exc))) from None
+
+        return self._preprocess_all(list(enumerate(images)), one)
+
+    def describe(self) -> Dict[str, Any]:
+        """What the file says it is (its ``defectkit.*`` metadata), as plain JSON values."""
+        meta = self.metadata
+        backbone = meta.backbone if isinstance(meta.backbone, dict) else {"name": meta.backbone}
+        t = self.thresholds
+        return {"method": self.method, "format": "onnx", "output_size": int(self.output_size),
+                "backbone": backbone.get("name"), "backbone_weights": backbone.get("weights_id"),
+                "image_size": self.preprocess.image_size, "crop_size": self.preprocess.crop_size,
+                "resize": self.preprocess.resize, "batch_size": self.batch_size,
+                "thresholds": None if t is None else {"image": t.image, "pixel": t.pixel, "rule": t.rule,
+                                                      "fpr": t.fpr, "pixel_fpr": t.pixel_fpr, "source": t.source},
+                "thresholds_chosen": meta.thresholds_chosen, "exported_by_defectkit": meta.defectkit_version,
+                "onnx_metadata_version": meta.format_version, "model_format_version": meta.model_format_version}
+
+    def _preprocess_all(self, items: Sequence[Any], preprocess_one: Callable[[Any], Tuple[np.ndarray, Box]]
+                        ) -> LoadedArrays:
+        """``preprocess_one`` over ``items`` in the decode threads -> (ArrayBatch, kept indices, (index, reason)).
+
+        The one place both entry points stack images, so a file and its decoded upload give the same batch."""
+
+        def run(item):
+            try:
+                return preprocess_one(item)
             except ImageReadError as exc:
                 return exc
 
-        if self.decode_workers > 1 and len(paths) > 1:
+        if self.decode_workers > 1 and len(items) > 1:
             with ThreadPoolExecutor(self.decode_workers, thread_name_prefix="defectkit-decode") as pool:
-                results = list(pool.map(read, paths))
+                results = list(pool.map(run, items))
         else:
-            results = [read(p) for p in paths]
-        arrays, boxes, ok, errors = [], [], [], []
-        for path, res in zip(paths, results):
-            if isinstance(res, ImageReadError):
-                errors.append((path, res.reason))
-            else:
-                arrays.append(res[0])
-                boxes.append(res[1])
-                ok.append(path)
+            results = [run(item) for item in items]
+        kept = [i for i, r in enumerate(results) if not isinstance(r, ImageReadError)]
+        errors = [(i, r.reason) for i, r in enumerate(results) if isinstance(r, ImageReadError)]
         s = self.output_size
-        images = np.stack(arrays) if arrays else np.zeros((0, s, s, 3), np.uint8)
-        return ArrayBatch(images, boxes), ok, errors
+        images = np.stack([results[i][0] for i in kept]) if kept else np.zeros((0, s, s, 3), np.uint8)
+        return ArrayBatch(images, [results[i][1] for i in kept]), kept, errors
 
     def score(self, batch: ArrayBatch) -> Tuple[np.ndarray, np.ndarray]:
         scores, maps = [], []

@@ -52,12 +52,16 @@ class PartitionScorer:
 
     def __init__(self, model: str, out: str, device: str, params: Mapping[str, Any], thresholds, overlays: bool,
                  threads: int = 1):
-        import torch
-
         from ..deploy.loading import load_scorer
 
-        torch.set_num_threads(int(threads))
-        self.scorer = load_scorer(model, device=device, **dict(params))
+        params = dict(params)
+        if Path(model).suffix.lower() == ".onnx":  # the runtime's own threads; an .onnx model never needs torch
+            params.setdefault("threads", int(threads))
+        else:
+            import torch
+
+            torch.set_num_threads(int(threads))
+        self.scorer = load_scorer(model, device=device, **params)
         self.out = Path(out)
         self.thresholds = thresholds
         self.scale = thresholds.colour_scale() if thresholds is not None else None
