@@ -1,6 +1,6 @@
 """Ray engine: the same grid gives the same metrics on Ray as locally, --resume runs only the
 missing runs, a failing run is recorded while the grid goes on, and Ray predict gives local
-predict's scores and reports unreadable files.
+predict's scores and reports unreadable files, for a .pt and an exported .onnx model.
 
 Ray is started once for the whole test session (local mode, 2 CPUs, no dashboard) and shut
 down at its end; every Ray call below joins that session.
@@ -185,6 +185,21 @@ def test_ray_predict_gives_local_scores_and_reports_unreadable_files(category, m
     counts = [[line for line in text.splitlines() if " entries: " in line] for text in (out_local, out_ray)]
     assert counts[0] == counts[1] and len(counts[0]) == 1 and "2 unreadable" in counts[0][0]
     assert "throughput: " in out_ray and "images/s" in out_ray
+
+
+def test_ray_predict_on_an_onnx_model_gives_local_records(tmp_path, tmp_path_factory, capsys, ray_cluster):
+    from onnx_models import tiny_onnx_model
+
+    data, onnx_path = tiny_onnx_model(tmp_path_factory)
+    runs = {}
+    for engine in ("local", "ray"):
+        code, out, err = run_cli(capsys, "predict", "--model", onnx_path, "--input", data / "test", "--recursive",
+                                 "--out", tmp_path / engine, "--engine", engine, *(["--workers", "1"] if engine == "ray" else []))
+        assert code == 0, err
+        runs[engine] = [json.loads(line) for p in sorted((tmp_path / engine).glob("predictions*.jsonl"))
+                        for line in p.read_text().splitlines()]
+    assert len(runs["local"]) == len(list((data / "test").rglob("*.png"))) > 0
+    assert sorted(runs["local"], key=lambda r: r["file"]) == sorted(runs["ray"], key=lambda r: r["file"])
 
 
 def test_ray_only_options_need_the_ray_engine(category, model_file, tmp_path, capsys):
