@@ -1,6 +1,7 @@
 """The exported model run by ONNX Runtime: a :class:`~defectkit.deploy.scorer.Scorer` without torch.
 
-Images are decoded and preprocessed by the same numpy + Pillow code the torch path uses
+Files (``load_batch``) and images already decoded in memory (``load_arrays``, the
+service's uploads) are preprocessed by the same numpy + Pillow code the torch path uses
 (``data.preprocess.read_model_array``: ``read_image``, the size check, ``Preprocess.apply``),
 converted to float32 in [0, 1] the same way, and scored by the graph in batches of
 ``batch_size``. A ``resize="keep"`` model's graph also takes the real-pixel mask of each
@@ -95,9 +96,9 @@ class OnnxScorer:
 
     # ---- Scorer ---------------------------------------------------------------------------
     def load_batch(self, paths: Sequence[Union[str, Path]]) -> Loaded:
-        paths = [Path(p) for p in paths]
-        batch, kept, errors = self._preprocess_all(paths, lambda path: read_model_array(path, self.preprocess))
-        return batch, [paths[i] for i in kept], [(paths[i], reason) for i, reason in errors]
+        files = [Path(p) for p in paths]
+        batch, kept, errors = self._preprocess_all(files, lambda path: read_model_array(path, self.preprocess))
+        return batch, [files[i] for i in kept], [(files[i], reason) for i, reason in errors]
 
     def load_arrays(self, images: Sequence[np.ndarray]) -> LoadedArrays:
         """Decoded uploads, preprocessed exactly as ``load_batch`` preprocesses a file's pixels."""
