@@ -55,8 +55,12 @@ class RuntimeModel:
 
 def confusion(labels: np.ndarray, scores: np.ndarray, threshold: float) -> dict:
     flagged = scores >= threshold
-    return {"good_as_good": int(np.sum(~flagged & (labels == 0))), "good_as_defect": int(np.sum(flagged & (labels == 0))),
-            "defect_as_defect": int(np.sum(flagged & (labels == 1))), "defect_as_good": int(np.sum(~flagged & (labels == 1)))}
+    return {
+        "good_as_good": int(np.sum(~flagged & (labels == 0))),
+        "good_as_defect": int(np.sum(flagged & (labels == 0))),
+        "defect_as_defect": int(np.sum(flagged & (labels == 1))),
+        "defect_as_good": int(np.sum(~flagged & (labels == 1))),
+    }
 
 
 def check(method: str, models: Path, data) -> dict:
@@ -71,8 +75,9 @@ def check(method: str, models: Path, data) -> dict:
         "method": method,
         "torch": {k: torch_result.metrics.get(k) for k in METRICS},
         "onnx": {k: onnx_result.metrics.get(k) for k in METRICS},
-        "max_abs_point_diff": max(abs(100 * (torch_result.metrics[k] - onnx_result.metrics[k]))
-                                  for k in METRICS if k in torch_result.metrics),
+        "max_abs_point_diff": max(
+            abs(100 * (torch_result.metrics[k] - onnx_result.metrics[k])) for k in METRICS if k in torch_result.metrics
+        ),
         "max_abs_test_score_diff": float(np.max(np.abs(torch_result.scores - onnx_result.scores))),
         "threshold": t.describe(),
         "image_threshold": t.image,
@@ -87,16 +92,19 @@ def check(method: str, models: Path, data) -> dict:
 
 
 def summary(rows, args) -> str:
-    lines = ["# Exported ONNX models vs torch, bottle, seed 0", "",
-             "| method | parity b1 score / map (rel.) | parity b8 score / map (rel.) | I-AUROC torch / onnx | "
-             "P-AUROC torch / onnx | AUPRO torch / onnx | max diff (points) | held-out flagged | "
-             "test good: ok / flagged | test defect: caught / missed |",
-             "|---|---|---|---|---|---|---|---|---|---|"]
+    lines = [
+        "# Exported ONNX models vs torch, bottle, seed 0",
+        "",
+        "| method | parity b1 score / map (rel.) | parity b8 score / map (rel.) | I-AUROC torch / onnx | "
+        "P-AUROC torch / onnx | AUPRO torch / onnx | max diff (points) | held-out flagged | "
+        "test good: ok / flagged | test defect: caught / missed |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
     for r in rows:
         b = {x["batch_size"]: x for x in r["parity"]["batches"]}
         c = r["confusion_onnx"]
 
-        def pair(k):
+        def pair(k, r=r):
             return f"{100 * r['torch'][k]:.2f} / {100 * r['onnx'][k]:.2f}"
 
         lines.append(
@@ -104,13 +112,19 @@ def summary(rows, args) -> str:
             f"{b[8]['relative_score_diff']:.2g} / {b[8]['relative_map_diff']:.2g} | {pair('image_auroc')} | "
             f"{pair('pixel_auroc')} | {pair('aupro')} | {r['max_abs_point_diff']:.3f} | "
             f"{r['held_out_flagged_fraction']:.3f} of {r['held_out_normals']} | {c['good_as_good']} / "
-            f"{c['good_as_defect']} | {c['defect_as_defect']} / {c['defect_as_good']} |")
-    lines += ["", "Parity: max |difference| / score scale at export (runtime at batch 1 and 8 vs the torch model, "
-              "on the held-out normal training images); tolerance 1e-4. Confusion at the threshold stored in the "
-              "model (1 % FPR on held-out normals, chosen at fit; never on the test set), from the ONNX runtime; "
-              "the torch model's is identical where `labels_identical` is true in results.json.", "",
-              f"Command: `python {' '.join(sys.argv)}`", "",
-              f"defectkit {__version__}, Python {platform.python_version()}, {platform.platform()}."]
+            f"{c['good_as_defect']} | {c['defect_as_defect']} / {c['defect_as_good']} |"
+        )
+    lines += [
+        "",
+        "Parity: max |difference| / score scale at export (runtime at batch 1 and 8 vs the torch model, "
+        "on the held-out normal training images); tolerance 1e-4. Confusion at the threshold stored in the "
+        "model (1 % FPR on held-out normals, chosen at fit; never on the test set), from the ONNX runtime; "
+        "the torch model's is identical where `labels_identical` is true in results.json.",
+        "",
+        f"Command: `python {' '.join(sys.argv)}`",
+        "",
+        f"defectkit {__version__}, Python {platform.python_version()}, {platform.platform()}.",
+    ]
     return "\n".join(lines) + "\n"
 
 

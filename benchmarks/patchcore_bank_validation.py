@@ -71,22 +71,35 @@ def main() -> None:
                 images, labels, masks = val
                 scores, maps = model.predict(images)
                 metrics = validation_scores(labels, scores, subsample(masks), subsample(maps))
-                row = dict(variant=name, seed=seed, **params, bank_size=model.fit_info_["bank_size"],
-                           candidates=model.fit_info_["coreset_candidates"],
-                           coreset_seconds=model.fit_info_["coreset_seconds"], fit_seconds_cached=fit_s, **metrics)
+                row = dict(
+                    variant=name,
+                    seed=seed,
+                    **params,
+                    bank_size=model.fit_info_["bank_size"],
+                    candidates=model.fit_info_["coreset_candidates"],
+                    coreset_seconds=model.fit_info_["coreset_seconds"],
+                    fit_seconds_cached=fit_s,
+                    **metrics,
+                )
                 print(json.dumps(row), flush=True)
                 rows.append(row)
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "validation.json").write_text(json.dumps({"rows": rows, "environment": environment_info()}, indent=1))
-    lines = ["| variant | seeds | bank | val I-AUROC | val P-AUROC | val AUPRO | mean |", "|---|---|---|---|---|---|---|"]
+    lines = [
+        "| variant | seeds | bank | val I-AUROC | val P-AUROC | val AUPRO | mean |",
+        "|---|---|---|---|---|---|---|",
+    ]
     for name in args.variants:
         mine = [r for r in rows if r["variant"] == name]
+
         def cell(key: str, mine=mine) -> str:
             values = 100 * np.array([r[key] for r in mine])
             return f"{values.mean():.2f} ± {values.std(ddof=1) if len(values) > 1 else 0:.2f}"
 
-        lines.append(f"| {name} | {len(mine)} | {mine[0]['bank_size']} | {cell('image_auroc')} | {cell('pixel_auroc')} | "
-                     f"{cell('aupro')} | {cell('score')} |")
+        lines.append(
+            f"| {name} | {len(mine)} | {mine[0]['bank_size']} | {cell('image_auroc')} | {cell('pixel_auroc')} | "
+            f"{cell('aupro')} | {cell('score')} |"
+        )
     (args.out / "summary.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
 

@@ -56,14 +56,25 @@ def cluster(n_nodes: int, work: Path):
     procs = []
     logs = work / "ray-logs"
     logs.mkdir(parents=True, exist_ok=True)
-    commands = [[ray_bin, "start", "--head", "--port", str(port), "--num-cpus", "1", "--include-dashboard=false",
-                 "--disable-usage-stats", "--block"]]
+    commands = [
+        [
+            ray_bin,
+            "start",
+            "--head",
+            "--port",
+            str(port),
+            "--num-cpus",
+            "1",
+            "--include-dashboard=false",
+            "--disable-usage-stats",
+            "--block",
+        ]
+    ]
     commands += [[ray_bin, "start", "--address", address, "--num-cpus", "1", "--block"]] * (n_nodes - 1)
     try:
         for i, cmd in enumerate(commands):
             log = open(logs / f"node{i}-{port}.log", "w")
-            procs.append(subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env(),
-                                          start_new_session=True))
+            procs.append(subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env(), start_new_session=True))
             wait_for_nodes(address, i + 1)
         print(f"ray cluster at {address}: {n_nodes} node(s) of 1 CPU", flush=True)
         yield address
@@ -87,8 +98,10 @@ def cluster(n_nodes: int, work: Path):
 
 
 def wait_for_nodes(address: str, n: int, timeout: float = 180) -> None:
-    code = ("import ray,sys; ray.init(address=sys.argv[1], logging_level='ERROR'); "
-            "print(sum(1 for x in ray.nodes() if x['Alive'])); ray.shutdown()")
+    code = (
+        "import ray,sys; ray.init(address=sys.argv[1], logging_level='ERROR'); "
+        "print(sum(1 for x in ray.nodes() if x['Alive'])); ray.shutdown()"
+    )
     end = time.time() + timeout
     while time.time() < end:
         r = subprocess.run([sys.executable, "-c", code, address], capture_output=True, text=True, env=env())
@@ -125,8 +138,25 @@ def phase_grid(work: Path, results: Path) -> None:
     shutil.rmtree(out, ignore_errors=True)
     with cluster(2, work) as address:
         t0 = time.time()
-        defectkit("benchmark", "--methods", *METHODS, "--data", data, "--seeds", "0", "1", *SMALL, "--engine", "ray",
-                  "--ray-address", address, "--out", out, "--cache-dir", work / "cache")
+        defectkit(
+            "benchmark",
+            "--methods",
+            *METHODS,
+            "--data",
+            data,
+            "--seeds",
+            "0",
+            "1",
+            *SMALL,
+            "--engine",
+            "ray",
+            "--ray-address",
+            address,
+            "--out",
+            out,
+            "--cache-dir",
+            work / "cache",
+        )
         grid_seconds = time.time() - t0
         grid = rows(out / "results.csv")
         nodes = sorted({r["node"] for r in grid})
@@ -135,10 +165,33 @@ def phase_grid(work: Path, results: Path) -> None:
         # kill test: 2 methods x 3 seeds; kill the driver once two rows are in results.csv, then --resume
         kill_out = work / "kill"
         shutil.rmtree(kill_out, ignore_errors=True)
-        argv = ["benchmark", "--methods", *METHODS, "--data", data, "--seeds", "0", "1", "2", *SMALL, "--engine", "ray",
-                "--ray-address", address, "--out", kill_out, "--cache-dir", work / "cache"]
-        driver = subprocess.Popen([sys.executable, "-m", "defectkit.cli", *map(str, argv)], env=env(),
-                                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+        argv = [
+            "benchmark",
+            "--methods",
+            *METHODS,
+            "--data",
+            data,
+            "--seeds",
+            "0",
+            "1",
+            "2",
+            *SMALL,
+            "--engine",
+            "ray",
+            "--ray-address",
+            address,
+            "--out",
+            kill_out,
+            "--cache-dir",
+            work / "cache",
+        ]
+        driver = subprocess.Popen(
+            [sys.executable, "-m", "defectkit.cli", *map(str, argv)],
+            env=env(),
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            start_new_session=True,
+        )
         csv_path = kill_out / "results.csv"
         while driver.poll() is None:
             if csv_path.exists() and len(csv_path.read_text().splitlines()) >= 3:  # header + 2 runs
@@ -154,10 +207,14 @@ def phase_grid(work: Path, results: Path) -> None:
         after_lines = csv_path.read_text().splitlines()
         new = [line for line in after_lines[1:] if line not in kept]
         kill = {
-            "grid_runs": 6, "rows_when_killed": len(kept), "rows_after_resume": len(after),
-            "resume_said": said, "new_rows_written_by_resume": len(new),
+            "grid_runs": 6,
+            "rows_when_killed": len(kept),
+            "rows_after_resume": len(after),
+            "resume_said": said,
+            "new_rows_written_by_resume": len(new),
             "killed_rows_kept_unchanged": all(line in after_lines for line in kept),
-            "missing_rows_only": len(new) == 6 - len(kept) and len(after) == 6
+            "missing_rows_only": len(new) == 6 - len(kept)
+            and len(after) == 6
             and f"running the other {6 - len(kept)}" in said,
             "all_keys_once": len({(r["variant"], r["seed"]) for r in after}) == 6,
             "driver_exit_code_when_killed": driver.returncode,
@@ -168,9 +225,19 @@ def phase_grid(work: Path, results: Path) -> None:
     for name in ("results.csv", "results.json", "summary.md"):
         shutil.copy(out / name, results / "grid" / name)
     (results / "kill_resume.json").write_text(json.dumps(kill, indent=1) + "\n")
-    (results / "grid_nodes.json").write_text(json.dumps(
-        {"runs": len(grid), "nodes": nodes, "runs_per_node": {n: sum(r["node"] == n for r in grid) for n in nodes},
-         "seconds": round(grid_seconds, 1), "all_ok": all(r["error"] == "" for r in grid)}, indent=1) + "\n")
+    (results / "grid_nodes.json").write_text(
+        json.dumps(
+            {
+                "runs": len(grid),
+                "nodes": nodes,
+                "runs_per_node": {n: sum(r["node"] == n for r in grid) for n in nodes},
+                "seconds": round(grid_seconds, 1),
+                "all_ok": all(r["error"] == "" for r in grid),
+            },
+            indent=1,
+        )
+        + "\n"
+    )
 
 
 def records(folder: Path):
@@ -186,8 +253,20 @@ def phase_predict(work: Path, results: Path) -> None:
     data = demo_category(work)
     model = work / "model.pt"
     if not model.exists():
-        defectkit("train", "--method", "patchcore", "--data", data, "--out", model, "--image-size", "64",
-                  "--device", "cpu", "--no-cache")
+        defectkit(
+            "train",
+            "--method",
+            "patchcore",
+            "--data",
+            data,
+            "--out",
+            model,
+            "--image-size",
+            "64",
+            "--device",
+            "cpu",
+            "--no-cache",
+        )
     images = work / "images"
     if not images.is_dir() or len(os.listdir(images)) != N_IMAGES + 1:
         shutil.rmtree(images, ignore_errors=True)
@@ -199,32 +278,46 @@ def phase_predict(work: Path, results: Path) -> None:
     common = ["--model", model, "--input", images, "--no-overlays", "--device", "cpu", "--force"]
     runs = {}
     # local predict with one torch thread, as each Ray actor uses
-    code = ("import sys, time, torch; torch.set_num_threads(1); from defectkit.cli import main; "
-            "t = time.perf_counter(); c = main(sys.argv[1:]); print(f'LOCAL_SECONDS {time.perf_counter() - t:.3f}'); "
-            "sys.exit(c)")
+    code = (
+        "import sys, time, torch; torch.set_num_threads(1); from defectkit.cli import main; "
+        "t = time.perf_counter(); c = main(sys.argv[1:]); print(f'LOCAL_SECONDS {time.perf_counter() - t:.3f}'); "
+        "sys.exit(c)"
+    )
     t0 = time.time()
-    r = subprocess.run([sys.executable, "-c", code, "predict", *map(str, common), "--out", str(work / "pred-local")],
-                       env=env(), capture_output=True, text=True)
+    r = subprocess.run(
+        [sys.executable, "-c", code, "predict", *map(str, common), "--out", str(work / "pred-local")],
+        env=env(),
+        capture_output=True,
+        text=True,
+    )
     if r.returncode != 0:
         raise RuntimeError(r.stderr[-3000:])
     local_seconds = float(r.stdout.split("LOCAL_SECONDS")[-1])
-    runs["local_1_thread"] = {"seconds": round(local_seconds, 2), "images_per_second": round(N_IMAGES / local_seconds, 1),
-                              "wall_with_start_up": round(time.time() - t0, 1)}
+    runs["local_1_thread"] = {
+        "seconds": round(local_seconds, 2),
+        "images_per_second": round(N_IMAGES / local_seconds, 1),
+        "wall_with_start_up": round(time.time() - t0, 1),
+    }
     local = records(work / "pred-local")
     for n_nodes in (1, 2):
         with cluster(n_nodes, work) as address:
             out = work / f"pred-ray-{n_nodes}"
             t0 = time.time()
-            r = defectkit("predict", *common, "--out", out, "--engine", "ray", "--ray-address", address,
-                          "--workers", n_nodes)
+            r = defectkit(
+                "predict", *common, "--out", out, "--engine", "ray", "--ray-address", address, "--workers", n_nodes
+            )
             wall = time.time() - t0
-        line = next(l for l in r.stdout.splitlines() if l.startswith("throughput:"))
+        line = next(text for text in r.stdout.splitlines() if text.startswith("throughput:"))
         got = records(out)
         same = got == local
         diffs = [k for k in local if got.get(k) != local[k]]
         runs[f"ray_{n_nodes}_node"] = {
-            "throughput_line": line, "images_per_second": float(line.split()[1]), "wall_with_start_up": round(wall, 1),
-            "records": len(got), "identical_to_local": same, "differing_records": len(diffs),
+            "throughput_line": line,
+            "images_per_second": float(line.split()[1]),
+            "wall_with_start_up": round(wall, 1),
+            "records": len(got),
+            "identical_to_local": same,
+            "differing_records": len(diffs),
             "unreadable_reported": "zz_unreadable.png" in r.stderr,
             "partitions": len(list(out.glob("predictions-*.jsonl"))),
         }

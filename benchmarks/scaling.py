@@ -66,7 +66,8 @@ def enlarge(train_paths: List[Path], factor: int, folder: Path, seed: int = 0) -
             image = np.asarray(Image.open(path).convert("RGB"))
             for j in todo:
                 Image.fromarray(labelled_copy(image, j, np.random.default_rng([seed, i, j]))).save(
-                    target(j, path), compress_level=1)
+                    target(j, path), compress_level=1
+                )
     return [target(j, path) for j in range(factor) for path in train_paths]
 
 
@@ -94,13 +95,29 @@ def worker(args: argparse.Namespace) -> None:
         passes.append(time.perf_counter() - t)
     info = model.fit_info_
     row = {
-        "method": args.method, "factor": args.factor, "train_images": len(paths), "seed": args.seed,
-        "fit_seconds": fit_s, "peak_rss_fit_mb": fit_rss,
+        "method": args.method,
+        "factor": args.factor,
+        "train_images": len(paths),
+        "seed": args.seed,
+        "fit_seconds": fit_s,
+        "peak_rss_fit_mb": fit_rss,
         "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0,
-        "infer_img_s": len(images) / min(passes), "infer_images": len(images),
+        "infer_img_s": len(images) / min(passes),
+        "infer_images": len(images),
         "torch_threads": torch.get_num_threads(),
-        **{k: info[k] for k in ("bank_size", "patches", "coreset_candidates", "feature_seconds", "coreset_seconds",
-                                "epochs_run", "best_epoch") if k in info},
+        **{
+            k: info[k]
+            for k in (
+                "bank_size",
+                "patches",
+                "coreset_candidates",
+                "feature_seconds",
+                "coreset_seconds",
+                "epochs_run",
+                "best_epoch",
+            )
+            if k in info
+        },
         "load_average_after": os.getloadavg(),
     }
     print("ROW " + json.dumps(row), flush=True)
@@ -122,8 +139,9 @@ def plot(rows: List[Dict], out: Path) -> None:
     for r in base:  # the linear-cost reference: 1x fit time scaled with the data
         xs = sorted({q["train_images"] for q in rows})
         axes[0].plot(xs, [r["fit_seconds"] * x / r["train_images"] for x in xs], ls=":", color="grey", lw=0.8)
-    for ax, title in zip(axes, ("fit seconds (dotted: linear from 1x)", "peak RSS of the fit process, MiB",
-                                "inference images/s")):
+    for ax, title in zip(
+        axes, ("fit seconds (dotted: linear from 1x)", "peak RSS of the fit process, MiB", "inference images/s")
+    ):
         ax.set_title(title, fontsize=10)
         ax.set_xlabel("training images")
         ax.grid(alpha=0.3)
@@ -134,8 +152,10 @@ def plot(rows: List[Dict], out: Path) -> None:
 
 
 def summary(rows: List[Dict], runs: List[List[str]], args: argparse.Namespace, started: str) -> str:
-    lines = ["| method | factor | train images | fit s | fit / 1x | peak RSS MiB | infer img/s | infer / 1x | bank |",
-             "|---|---|---|---|---|---|---|---|---|"]
+    lines = [
+        "| method | factor | train images | fit s | fit / 1x | peak RSS MiB | infer img/s | infer / 1x | bank |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
     for r in rows:
         one = next((q for q in rows if q["method"] == r["method"] and q["factor"] == 1), r)
         lines.append(
@@ -164,8 +184,13 @@ def main() -> None:
     parser.add_argument("--data", required=True, type=Path, help="a category folder (MVTec AD layout)")
     parser.add_argument("--methods", nargs="+", default=["patchcore"], help="method specs, e.g. simplenet[epochs=4]")
     parser.add_argument("--factors", type=int, nargs="+", default=[1, 4, 8])
-    parser.add_argument("--at-1x", nargs="*", default=[], metavar="SPEC",
-                        help="method specs run at 1x only, as references (e.g. patchcore[max_bank_size=0])")
+    parser.add_argument(
+        "--at-1x",
+        nargs="*",
+        default=[],
+        metavar="SPEC",
+        help="method specs run at 1x only, as references (e.g. patchcore[max_bank_size=0])",
+    )
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--infer-images", type=int, default=32)
     parser.add_argument("--subset", type=int, help="use only the first N training images (before the copies)")
@@ -174,8 +199,11 @@ def main() -> None:
     parser.add_argument("--out", required=True, type=Path)
     parser.add_argument("--force", action="store_true", help="replace an existing --out folder's results")
     parser.add_argument("--append", action="store_true", help="add rows to an existing --out folder's results")
-    parser.add_argument("--prepare-only", action="store_true",
-                        help="only write the copies into --work (e.g. under nice, before the timing run)")
+    parser.add_argument(
+        "--prepare-only",
+        action="store_true",
+        help="only write the copies into --work (e.g. under nice, before the timing run)",
+    )
     parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--method", help=argparse.SUPPRESS)
     parser.add_argument("--factor", type=int, help=argparse.SUPPRESS)
@@ -207,9 +235,25 @@ def main() -> None:
             paths_file = work / f"paths-{factor}x.json"
             paths_file.write_text(json.dumps([str(p) for p in paths]))
             for method in args.methods + (args.at_1x if factor == 1 else []):
-                cmd = [sys.executable, __file__, "--worker", "--data", str(args.data), "--method", method,
-                       "--factor", str(factor), "--paths-file", str(paths_file), "--seed", str(args.seed),
-                       "--infer-images", str(args.infer_images), "--out", str(args.out)]
+                cmd = [
+                    sys.executable,
+                    __file__,
+                    "--worker",
+                    "--data",
+                    str(args.data),
+                    "--method",
+                    method,
+                    "--factor",
+                    str(factor),
+                    "--paths-file",
+                    str(paths_file),
+                    "--seed",
+                    str(args.seed),
+                    "--infer-images",
+                    str(args.infer_images),
+                    "--out",
+                    str(args.out),
+                ]
                 if args.lock:
                     cmd = ["flock", args.lock] + cmd
                 load_before = os.getloadavg()
@@ -223,7 +267,9 @@ def main() -> None:
                 rows.append(row)
                 args.out.mkdir(parents=True, exist_ok=True)  # kept after every fit: a later failure loses nothing
                 (args.out / "results.json").write_text(json.dumps({"rows": rows, "runs": runs}, indent=1))
-    (args.out / "summary.md").write_text("# Scaling with the number of good images\n\n" + summary(rows, runs, args, started))
+    (args.out / "summary.md").write_text(
+        "# Scaling with the number of good images\n\n" + summary(rows, runs, args, started)
+    )
     plot(rows, args.out)
     print((args.out / "summary.md").read_text())
 

@@ -53,14 +53,26 @@ def predict_throughput(model: Path, data: Path) -> dict:
     inputs = expand_inputs([str(data / "test")], recursive=True)
     with tempfile.TemporaryDirectory() as tmp:
         with OutputDir.prepare(Path(tmp) / "warm", False) as out:
-            predict_files(scorer, Inputs(inputs.files[:8], inputs.names[:8]), out, scorer.thresholds,
-                          overlays=False, progress=False)
+            predict_files(
+                scorer,
+                Inputs(inputs.files[:8], inputs.names[:8]),
+                out,
+                scorer.thresholds,
+                overlays=False,
+                progress=False,
+            )
         with OutputDir.prepare(Path(tmp) / "run", False) as out:
             start = time.perf_counter()
             summary = predict_files(scorer, inputs, out, scorer.thresholds, overlays=False, progress=False)
             seconds = time.perf_counter() - start
-    return {"images": summary.n_scored, "seconds": round(seconds, 3), "throughput_ips": round(summary.n_scored / seconds, 2),
-            "defect": summary.n_defect, "good": summary.n_good, "load_average": load_average()}
+    return {
+        "images": summary.n_scored,
+        "seconds": round(seconds, 3),
+        "throughput_ips": round(summary.n_scored / seconds, 2),
+        "defect": summary.n_defect,
+        "good": summary.n_good,
+        "load_average": load_average(),
+    }
 
 
 def serve_throughput(model: Path, data: Path, requests: int, clients: int) -> dict:
@@ -84,12 +96,20 @@ def serve_throughput(model: Path, data: Path, requests: int, clients: int) -> di
         import httpx
 
         metrics = httpx.get(f"{url}/metrics").text
-    batches = {line.split()[0]: float(line.split()[-1]) for line in metrics.splitlines()
-               if line.startswith(("defectkit_batch_size_count", "defectkit_batch_size_sum"))}
+    batches = {
+        line.split()[0]: float(line.split()[-1])
+        for line in metrics.splitlines()
+        if line.startswith(("defectkit_batch_size_count", "defectkit_batch_size_sum"))
+    }
     summary = result.summary()
-    summary.update(rss_after_warm_requests=warm, rss_after_warm_mb=round(rss[warm] / 2**20, 1), rss_after_run_mb=round(rss["end"] / 2**20, 1),
-                   mean_batch_size=round(batches["defectkit_batch_size_sum"] / batches["defectkit_batch_size_count"], 2),
-                   load_average=load_average(), first_errors=result.errors[:5])
+    summary.update(
+        rss_after_warm_requests=warm,
+        rss_after_warm_mb=round(rss[warm] / 2**20, 1),
+        rss_after_run_mb=round(rss["end"] / 2**20, 1),
+        mean_batch_size=round(batches["defectkit_batch_size_sum"] / batches["defectkit_batch_size_count"], 2),
+        load_average=load_average(),
+        first_errors=result.errors[:5],
+    )
     return summary
 
 
@@ -103,32 +123,40 @@ def versions() -> dict:
     import defectkit
 
     commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=REPO, capture_output=True, text=True).stdout.strip()
-    return {"defectkit": defectkit.__version__, "commit": commit, "python": platform.python_version(),
-            "torch": torch.__version__, "onnxruntime": onnxruntime.__version__, "numpy": numpy.__version__, "fastapi": fastapi.__version__,
-            "uvicorn": uvicorn.__version__, "torch_threads": torch.get_num_threads(),
-            "machine": f"{platform.machine()}, {os.cpu_count()} CPUs, {platform.platform()}"}
+    return {
+        "defectkit": defectkit.__version__,
+        "commit": commit,
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "onnxruntime": onnxruntime.__version__,
+        "numpy": numpy.__version__,
+        "fastapi": fastapi.__version__,
+        "uvicorn": uvicorn.__version__,
+        "torch_threads": torch.get_num_threads(),
+        "machine": f"{platform.machine()}, {os.cpu_count()} CPUs, {platform.platform()}",
+    }
 
 
 def summary_markdown(r: dict) -> str:
     s, b, a, v = r["serve"], r["predict_before"], r["predict_after"], r["versions"]
     return f"""# defectkit serve under load vs defectkit predict
 
-Command: `{r['command']}` (started {r['started']}, commit {v['commit'][:10]}).
-Model: `{r['model']}`; images: every `test/*/*.png` of `{r['data']}`.
-Machine: {v['machine']}; torch {v['torch']} ({v['torch_threads']} threads), onnxruntime {v.get('onnxruntime', '-')}, fastapi {v['fastapi']},
-uvicorn {v['uvicorn']}, python {v['python']}.
+Command: `{r["command"]}` (started {r["started"]}, commit {v["commit"][:10]}).
+Model: `{r["model"]}`; images: every `test/*/*.png` of `{r["data"]}`.
+Machine: {v["machine"]}; torch {v["torch"]} ({v["torch_threads"]} threads), onnxruntime {v.get("onnxruntime", "-")}, fastapi {v["fastapi"]},
+uvicorn {v["uvicorn"]}, python {v["python"]}.
 
 | run | images or requests | seconds | throughput | load average (1, 5, 15 min) at its end |
 |---|---|---|---|---|
-| predict (before) | {b['images']} | {b['seconds']} | {b['throughput_ips']} img/s | {b['load_average']} |
-| serve, {s['concurrency']} clients | {s['requests']} | {s['seconds']} | {s['throughput_rps']} req/s | {s['load_average']} |
-| predict (after) | {a['images']} | {a['seconds']} | {a['throughput_ips']} img/s | {a['load_average']} |
+| predict (before) | {b["images"]} | {b["seconds"]} | {b["throughput_ips"]} img/s | {b["load_average"]} |
+| serve, {s["concurrency"]} clients | {s["requests"]} | {s["seconds"]} | {s["throughput_rps"]} req/s | {s["load_average"]} |
+| predict (after) | {a["images"]} | {a["seconds"]} | {a["throughput_ips"]} img/s | {a["load_average"]} |
 
-- serve / predict throughput: **{r['serve_over_predict']}** (predict: mean of before and after, {r['predict_mean_ips']} img/s)
-- serve latency: p50 {s['p50_ms']} ms, p99 {s['p99_ms']} ms; errors: {s['errors']}; statuses {s['statuses']}
-- mean batch size (dynamic batching): {s['mean_batch_size']}
-- server RSS: {s['rss_after_warm_mb']} MiB after {s['rss_after_warm_requests']} requests, {s['rss_after_run_mb']} MiB after the run ({r['rss_growth']:+.1%})
-- labels (serve): {s['labels']}; predict: {b['defect']} defect, {b['good']} good per pass
+- serve / predict throughput: **{r["serve_over_predict"]}** (predict: mean of before and after, {r["predict_mean_ips"]} img/s)
+- serve latency: p50 {s["p50_ms"]} ms, p99 {s["p99_ms"]} ms; errors: {s["errors"]}; statuses {s["statuses"]}
+- mean batch size (dynamic batching): {s["mean_batch_size"]}
+- server RSS: {s["rss_after_warm_mb"]} MiB after {s["rss_after_warm_requests"]} requests, {s["rss_after_run_mb"]} MiB after the run ({r["rss_growth"]:+.1%})
+- labels (serve): {s["labels"]}; predict: {b["defect"]} defect, {b["good"]} good per pass
 
 The clients (threads with httpx) run on the same CPUs as the server.
 """
@@ -154,15 +182,25 @@ def main() -> int:
     print(f"predict (after): {after}", flush=True)
     predict_ips = (before["throughput_ips"] + after["throughput_ips"]) / 2
     ratio = serve["throughput_rps"] / predict_ips
-    result = {"started": started, "command": " ".join([Path(sys.executable).name] + sys.argv),
-              "model": str(args.model), "data": str(args.data), "predict_before": before, "serve": serve,
-              "predict_after": after, "predict_mean_ips": round(predict_ips, 2), "serve_over_predict": round(ratio, 3),
-              "rss_growth": round(serve["rss_after_run_mb"] / serve["rss_after_warm_mb"] - 1, 4),
-              "versions": versions()}
+    result = {
+        "started": started,
+        "command": " ".join([Path(sys.executable).name] + sys.argv),
+        "model": str(args.model),
+        "data": str(args.data),
+        "predict_before": before,
+        "serve": serve,
+        "predict_after": after,
+        "predict_mean_ips": round(predict_ips, 2),
+        "serve_over_predict": round(ratio, 3),
+        "rss_growth": round(serve["rss_after_run_mb"] / serve["rss_after_warm_mb"] - 1, 4),
+        "versions": versions(),
+    }
     (args.out / "results.json").write_text(json.dumps(result, indent=2) + "\n")
     (args.out / "summary.md").write_text(summary_markdown(result))
-    print(f"serve / predict throughput: {ratio:.2f} (serve {serve['throughput_rps']} req/s, predict "
-          f"{predict_ips:.2f} img/s); wrote {args.out / 'results.json'}")
+    print(
+        f"serve / predict throughput: {ratio:.2f} (serve {serve['throughput_rps']} req/s, predict "
+        f"{predict_ips:.2f} img/s); wrote {args.out / 'results.json'}"
+    )
     return 0 if serve["errors"] == 0 else 1
 
 

@@ -80,8 +80,13 @@ def make_data(work: Path, size: int, n_train: int, diameter: int, seed: int) -> 
         test.append(str(p))
     big = work / "test" / "normal_double_side.png"
     Image.fromarray(frame(rng, 2 * size)).save(big)
-    return {"train": train, "test": test, "mask": str(work / "test" / "defect_mask.npy"), "big": str(big),
-            "defect_centre": [cy, cx]}
+    return {
+        "train": train,
+        "test": test,
+        "mask": str(work / "test" / "defect_mask.npy"),
+        "big": str(big),
+        "defect_centre": [cy, cx],
+    }
 
 
 def _peak_mb() -> float:
@@ -103,13 +108,25 @@ def _fit_child(q, args: dict) -> None:
     from defectkit.models.factory import build_model
 
     t0 = time.perf_counter()
-    model = build_model(args["method"], {}, image_size=args["tile"], device="cpu", seed=args["seed"],
-                        cache_dir=args["cache"], use_cache=False,
-                        **({"tile_size": args["tile"], "tile_overlap": args["overlap"]} if args["tiled"] else {}))
+    model = build_model(
+        args["method"],
+        {},
+        image_size=args["tile"],
+        device="cpu",
+        seed=args["seed"],
+        cache_dir=args["cache"],
+        use_cache=False,
+        **({"tile_size": args["tile"], "tile_overlap": args["overlap"]} if args["tiled"] else {}),
+    )
     model.fit(args["train"], progress=False)
     model.save(args["model"], overwrite=True)
-    q.put({"fit_seconds": time.perf_counter() - t0, "fit_peak_rss_mb": _peak_mb(),
-           "fit_info": {k: v for k, v in model.fit_info_.items() if isinstance(v, (int, float, str, dict))}})
+    q.put(
+        {
+            "fit_seconds": time.perf_counter() - t0,
+            "fit_peak_rss_mb": _peak_mb(),
+            "fit_info": {k: v for k, v in model.fit_info_.items() if isinstance(v, (int, float, str, dict))},
+        }
+    )
 
 
 def _predict_child(q, args: dict) -> None:
@@ -143,9 +160,15 @@ def locate(amap: np.ndarray, mask: np.ndarray) -> dict:
         region = mask
     peak = np.unravel_index(int(np.argmax(amap)), amap.shape)
     inside, outside = float(amap[region].max()), float(amap[~region].max())
-    return {"map_shape": [h, w], "region_pixels": int(region.sum()), "peak_in_defect": bool(region[peak]),
-            "max_inside": inside, "max_outside": outside, "inside_over_outside": inside / outside,
-            "peak_yx": [int(peak[0]), int(peak[1])]}
+    return {
+        "map_shape": [h, w],
+        "region_pixels": int(region.sum()),
+        "peak_in_defect": bool(region[peak]),
+        "max_inside": inside,
+        "max_outside": outside,
+        "inside_over_outside": inside / outside,
+        "peak_yx": [int(peak[0]), int(peak[1])],
+    }
 
 
 def run(target, args: dict) -> dict:
@@ -182,8 +205,16 @@ def main(argv=None) -> int:
     data = make_data(work, a.size, a.train, a.defect, a.seed)
     results = {}
     for mode in ("tiled", "resized"):
-        common = {"method": a.method, "tile": a.tile, "overlap": a.overlap, "seed": a.seed, "threads": a.threads,
-                  "tiled": mode == "tiled", "model": str(work / f"{mode}.pt"), "cache": str(work / "cache")}
+        common = {
+            "method": a.method,
+            "tile": a.tile,
+            "overlap": a.overlap,
+            "seed": a.seed,
+            "threads": a.threads,
+            "tiled": mode == "tiled",
+            "model": str(work / f"{mode}.pt"),
+            "cache": str(work / "cache"),
+        }
         r = run(_fit_child, {**common, "train": data["train"]})
         r.update(run(_predict_child, {**common, "paths": data["test"], "mask": data["mask"]}))
         if mode == "tiled":
@@ -201,11 +232,15 @@ def main(argv=None) -> int:
     if "--work" in given:  # a scratch folder for the generated frames: not part of the result
         i = given.index("--work")
         del given[i : i + 2]
-    payload = {"command": " ".join(["python", "benchmarks/tiling_small_defect.py"] + given),
-               "settings": {k: v for k, v in vars(a).items() if k not in ("out", "work", "force")},
-               "defect_centre_yx": data["defect_centre"], "results": results, "environment": env,
-               "omp_num_threads": os.environ.get("OMP_NUM_THREADS", ""),
-               "total_seconds": time.perf_counter() - start}
+    payload = {
+        "command": " ".join(["python", "benchmarks/tiling_small_defect.py"] + given),
+        "settings": {k: v for k, v in vars(a).items() if k not in ("out", "work", "force")},
+        "defect_centre_yx": data["defect_centre"],
+        "results": results,
+        "environment": env,
+        "omp_num_threads": os.environ.get("OMP_NUM_THREADS", ""),
+        "total_seconds": time.perf_counter() - start,
+    }
     out.mkdir(parents=True, exist_ok=True)
     (out / "results.json").write_text(json.dumps(payload, indent=1, default=str) + "\n")
     t, r = results["tiled"], results["resized"]

@@ -89,9 +89,7 @@ def _check_1d(labels, scores) -> tuple[np.ndarray, np.ndarray]:
     y = _as_binary(labels, "labels")
     s = _as_scores(scores, "scores")
     if y.ndim != 1 or s.ndim != 1:
-        raise ValueError(
-            f"labels and scores must be 1-D, got shapes {y.shape} and {s.shape}"
-        )
+        raise ValueError(f"labels and scores must be 1-D, got shapes {y.shape} and {s.shape}")
     if y.shape != s.shape:
         raise ValueError(f"labels shape {y.shape} != scores shape {s.shape}")
     return y, s
@@ -111,10 +109,7 @@ def _check_pixels(masks, maps) -> tuple[np.ndarray, np.ndarray]:
 
 def _need_both_classes(tps: np.ndarray, fps: np.ndarray, what: str) -> None:
     if tps[-1] == 0 or fps[-1] == 0:
-        raise ValueError(
-            f"{what} needs both classes, got {int(tps[-1])} positive and "
-            f"{int(fps[-1])} negative samples"
-        )
+        raise ValueError(f"{what} needs both classes, got {int(tps[-1])} positive and {int(fps[-1])} negative samples")
 
 
 def _auroc_from_counts(tps: np.ndarray, fps: np.ndarray) -> float:
@@ -135,9 +130,7 @@ def _ap_from_counts(tps: np.ndarray, fps: np.ndarray) -> float:
     return float(np.sum(d_recall * precision))
 
 
-def _f1_from_counts(
-    tps: np.ndarray, fps: np.ndarray, thresholds: np.ndarray
-) -> tuple[float, float]:
+def _f1_from_counts(tps: np.ndarray, fps: np.ndarray, thresholds: np.ndarray) -> tuple[float, float]:
     """F1 = 2 TP / (2 TP + FP + FN) = 2 TP / (TP + FP + P) at every threshold; the
     first maximum (highest threshold) is returned."""
     n_pos = tps[-1]
@@ -181,9 +174,7 @@ def _pro_points(ranking: _Ranking, regions: np.ndarray, n_regions: int) -> tuple
     return fpr, pro
 
 
-def _aupro_from_ranking(
-    ranking: _Ranking, regions: np.ndarray, n_regions: int, fpr_limit: float
-) -> float:
+def _aupro_from_ranking(ranking: _Ranking, regions: np.ndarray, n_regions: int, fpr_limit: float) -> float:
     """Exact AUPRO from the shared ranking: the PRO curve (``_pro_points``) up to
     ``fpr_limit``, closed there by linear interpolation, trapezoid area / limit."""
     if not 0.0 < fpr_limit <= 1.0:
@@ -308,9 +299,7 @@ def evaluate(labels, image_scores, masks=None, maps=None, valid=None) -> dict:
 
     a = _as_scores(maps, "maps")
     if a.ndim != 3 or a.shape[0] != y.shape[0]:
-        raise ValueError(
-            f"maps must be N x H x W with N = {y.shape[0]} images, got shape {a.shape}"
-        )
+        raise ValueError(f"maps must be N x H x W with N = {y.shape[0]} images, got shape {a.shape}")
     m, keep = _stack_masks(masks, y.shape[0], a.shape[1:])
     if m.shape[1:] != a.shape[1:]:
         raise ValueError(f"masks shape {m.shape} != maps shape {a.shape}")
@@ -320,9 +309,7 @@ def evaluate(labels, image_scores, masks=None, maps=None, valid=None) -> dict:
         a = a[keep]
     bad = np.flatnonzero(~y[keep] & m.reshape(m.shape[0], -1).any(axis=1))
     if bad.size:
-        raise ValueError(
-            f"good images (label 0) with defective mask pixels: indices {keep[bad].tolist()}"
-        )
+        raise ValueError(f"good images (label 0) with defective mask pixels: indices {keep[bad].tolist()}")
 
     regions = None
     if valid is not None:

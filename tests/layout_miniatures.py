@@ -52,7 +52,7 @@ def build_visa(root: Path, category: str = "candle") -> Path:
         image(root / rel)
         mask(root / mrel, value=1 + i)  # VisA masks hold small label values, not 255
         rows.append(f"{category},test,anomaly,{rel},{mrel}")
-        anno.append(f"{rel},\"{label}\",{mrel}")
+        anno.append(f'{rel},"{label}",{mrel}')
     # another object's rows in the same split file must be ignored
     rows.append("capsules,train,normal,capsules/Data/Images/Normal/0000.JPG,")
     (root / "split_csv").mkdir(parents=True, exist_ok=True)
@@ -109,8 +109,7 @@ def build_dagm(root: Path, name: str = "Class1") -> Path:
     cat = root / name
     for split, entries in (
         ("Train", [("0001", 0, None), ("0002", 0, None), ("0003", 0, None), ("0004", 1, "0004_label.PNG")]),
-        ("Test", [("0001", 0, None), ("0002", 1, "0002_label.PNG"), ("0003", 1, "defect_0003.PNG"),
-                  ("0004", 0, None)]),
+        ("Test", [("0001", 0, None), ("0002", 1, "0002_label.PNG"), ("0003", 1, "defect_0003.PNG"), ("0004", 0, None)]),
     ):
         d = cat / split
         lines = ["1"]

@@ -20,7 +20,8 @@ def tiny_onnx_model(tmp_path_factory) -> Tuple[Path, Path]:
         data = make_demo_dataset(root / "data", seed=0, n_train=6, n_test_good=1, n_test_defect=3, size=64)
         pt = root / "parts.pt"
         build_model("patchcore", None, image_size=64, device="cpu", use_cache=False).fit(
-            load_dataset(data), progress=False).save(pt)
+            load_dataset(data), progress=False
+        ).save(pt)
         onnx_path = root / "parts.onnx"
         assert main(["export", "--model", str(pt), "--out", str(onnx_path)]) == 0
         _MADE["parts"] = (data, onnx_path)

@@ -32,12 +32,31 @@ def running_server(model: Path, *options: str, env: dict = None, startup_s: floa
     port = free_port()
     environment = {**os.environ, "PYTHONPATH": str(REPO), **(env or {})}
     log = tempfile.NamedTemporaryFile("w+", prefix="defectkit-serve-", suffix=".log", delete=False)
-    proc = subprocess.Popen([sys.executable, "-m", "defectkit.cli", "serve", "--model", str(model), "--port", str(port),
-                             "--device", "cpu", *options], cwd=REPO, env=environment,
-                            stdout=log, stderr=subprocess.STDOUT, text=True)
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "defectkit.cli",
+            "serve",
+            "--model",
+            str(model),
+            "--port",
+            str(port),
+            "--device",
+            "cpu",
+            *options,
+        ],
+        cwd=REPO,
+        env=environment,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
     proc.log_path = Path(log.name)
     url = f"http://127.0.0.1:{port}"
-    headers = {"Authorization": f"Bearer {environment['DEFECTKIT_API_KEY']}"} if environment.get("DEFECTKIT_API_KEY") else {}
+    headers = (
+        {"Authorization": f"Bearer {environment['DEFECTKIT_API_KEY']}"} if environment.get("DEFECTKIT_API_KEY") else {}
+    )
     try:
         deadline = time.monotonic() + startup_s
         while True:

@@ -17,7 +17,9 @@ def chelsea_batch(size: int) -> torch.Tensor:
     return torch.from_numpy(np.array(img)).permute(2, 0, 1)[None].float() / 255
 
 
-@pytest.mark.parametrize("name,size", [("efficientnet_lite0", 224), ("efficientnet_lite1", 240), ("efficientnet_lite2", 260)])
+@pytest.mark.parametrize(
+    "name,size", [("efficientnet_lite0", 224), ("efficientnet_lite1", 240), ("efficientnet_lite2", 260)]
+)
 def test_packaged_weights_classify_chelsea_as_a_cat(name, size):
     model = efficientnet_lite(name, keep_classifier=True).eval()
     with torch.no_grad():

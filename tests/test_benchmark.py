@@ -4,20 +4,19 @@ method variants (``name[key=value]``) and seen anomalies (supervised protocol)."
 import csv
 import json
 import math
-
 import shutil
 
 import numpy as np
 import pytest
 
+from defectkit.data import load_dataset, make_demo_dataset
+from defectkit.data.seen_anomalies import draw_seen_anomalies, seen_file_names
 from defectkit.engine import benchmark as benchmark_module
 from defectkit.engine.benchmark import run_benchmark
 from defectkit.engine.results import LEADING_COLUMNS, format_table, summarise
 from defectkit.models.factory import params_for, parse_method_spec, parse_value, resolve_variants
-from defectkit.data import load_dataset, make_demo_dataset
-from defectkit.data.seen_anomalies import draw_seen_anomalies, seen_file_names
-from defectkit.models.registry import register_method
 from defectkit.models.patchcore import PatchCore
+from defectkit.models.registry import register_method
 
 
 @register_method
@@ -31,9 +30,20 @@ class SeenRecorder(PatchCore):
         type(self).calls.append(list(seen or []))
         return super().fit(train_data, progress)
 
+
 REQUIRED = [
-    "method", "backbone", "category", "seed", "image_size", "image_auroc", "pixel_auroc", "aupro",
-    "pixel_ap", "train_seconds", "infer_ms_per_image", "peak_rss_mb",
+    "method",
+    "backbone",
+    "category",
+    "seed",
+    "image_size",
+    "image_auroc",
+    "pixel_auroc",
+    "aupro",
+    "pixel_ap",
+    "train_seconds",
+    "infer_ms_per_image",
+    "peak_rss_mb",
 ]
 
 
@@ -43,8 +53,15 @@ def bench(tmp_path_factory):
     data = make_demo_dataset(root / "data", seed=1, n_train=5, n_test_good=2, n_test_defect=3, size=64)
     out = root / "results"
     rows = run_benchmark(
-        ["patchcore"], [data], backbone="efficientnet_lite0", seeds=[0, 1], image_size=64,
-        device="cpu", out_dir=out, method_params={"coreset_ratio": 0.2}, progress=False,
+        ["patchcore"],
+        [data],
+        backbone="efficientnet_lite0",
+        seeds=[0, 1],
+        image_size=64,
+        device="cpu",
+        out_dir=out,
+        method_params={"coreset_ratio": 0.2},
+        progress=False,
         command="pytest benchmark",
     )
     return data, out, rows
@@ -101,14 +118,26 @@ def test_refuses_to_overwrite_results(bench):
 
 def _row(method, category, seed, auroc, cat_offset=0.0):
     return {
-        "method": method, "backbone": "b", "category": category, "seed": seed, "image_auroc": auroc + cat_offset,
-        "pixel_auroc": 0.9, "aupro": 0.8, "pixel_ap": float("nan"), "image_f1_max": 0.5, "pixel_f1_max": 0.4,
-        "train_seconds": 10.0 + seed, "infer_ms_per_image": 5.0, "peak_rss_mb": 100.0,
+        "method": method,
+        "backbone": "b",
+        "category": category,
+        "seed": seed,
+        "image_auroc": auroc + cat_offset,
+        "pixel_auroc": 0.9,
+        "aupro": 0.8,
+        "pixel_ap": float("nan"),
+        "image_f1_max": 0.5,
+        "pixel_f1_max": 0.4,
+        "train_seconds": 10.0 + seed,
+        "infer_ms_per_image": 5.0,
+        "peak_rss_mb": 100.0,
     }
 
 
 def test_summarise_and_format_table_by_hand():
-    rows = [_row("pc", c, s, a, off) for c, off in (("bottle", 0.0), ("cable", -0.1)) for s, a in ((0, 0.995), (1, 0.997))]
+    rows = [
+        _row("pc", c, s, a, off) for c, off in (("bottle", 0.0), ("cable", -0.1)) for s, a in ((0, 0.995), (1, 0.997))
+    ]
     summary = summarise(rows)
     assert [r["category"] for r in summary] == ["bottle", "cable", "mean"]
     bottle, _, mean = summary
@@ -151,9 +180,13 @@ def test_parse_value_and_method_spec():
     assert parse_value("0.5") == 0.5 and parse_value("(8, 16)") == (8, 16) and parse_value("torch") == "torch"
     assert parse_method_spec("prn") == ("prn", {})
     assert parse_method_spec(" prn[use_prototypes=False, use_msa=false,use_mf=FALSE] ") == (
-        "prn", {"use_prototypes": False, "use_msa": False, "use_mf": False})
+        "prn",
+        {"use_prototypes": False, "use_msa": False, "use_mf": False},
+    )
     assert parse_method_spec("prn[strides=(8,16),foreground=none,textures='a,b']") == (
-        "prn", {"strides": (8, 16), "foreground": None, "textures": "a,b"})
+        "prn",
+        {"strides": (8, 16), "foreground": None, "textures": "a,b"},
+    )
     for bad in ("prn[use_msa]", "prn[a=1,a=2]", "prn[x=1", "a b"):
         with pytest.raises(ValueError):
             parse_method_spec(bad)
@@ -161,8 +194,10 @@ def test_parse_value_and_method_spec():
 
 def test_variant_params_override_and_unknown_keys_fail():
     variants = resolve_variants(["patchcore", "patchcore[coreset_ratio=0.5]", "patchcore"], {"coreset_ratio": 0.2})
-    assert variants == [("patchcore", "patchcore", {"coreset_ratio": 0.2}),
-                        ("patchcore[coreset_ratio=0.5]", "patchcore", {"coreset_ratio": 0.5})]
+    assert variants == [
+        ("patchcore", "patchcore", {"coreset_ratio": 0.2}),
+        ("patchcore[coreset_ratio=0.5]", "patchcore", {"coreset_ratio": 0.5}),
+    ]
     with pytest.raises(ValueError, match=r"patchcore\[coreset_ration=0.5\].*unknown parameter 'coreset_ration'"):
         resolve_variants(["patchcore[coreset_ration=0.5]"])
     with pytest.raises(ValueError, match="own option"):
@@ -175,8 +210,9 @@ def test_unknown_variant_key_fails_before_any_run(tmp_path):
     data = make_demo_dataset(tmp_path / "data", seed=3, n_train=2, n_test_good=1, n_test_defect=3, size=64)
     out = tmp_path / "out"
     with pytest.raises(ValueError, match="unknown parameter 'nosuch'"):
-        run_benchmark(["patchcore", "patchcore[nosuch=1]"], [data], seeds=[0], image_size=64, out_dir=out,
-                      progress=False)
+        run_benchmark(
+            ["patchcore", "patchcore[nosuch=1]"], [data], seeds=[0], image_size=64, out_dir=out, progress=False
+        )
     assert not out.exists()
 
 
@@ -184,12 +220,22 @@ def test_variants_have_their_own_rows_and_summary_lines(bench, tmp_path):
     data, _, _ = bench
     out = tmp_path / "variants"
     specs = ["patchcore", "patchcore[coreset_ratio=0.5,num_neighbours=3]"]
-    rows = run_benchmark(specs, [data], seeds=[0], image_size=64, device="cpu", out_dir=out,
-                         method_params={"coreset_ratio": 0.2}, progress=False)
+    rows = run_benchmark(
+        specs,
+        [data],
+        seeds=[0],
+        image_size=64,
+        device="cpu",
+        out_dir=out,
+        method_params={"coreset_ratio": 0.2},
+        progress=False,
+    )
     assert [r["method"] for r in rows] == ["patchcore", "patchcore"]
     assert [r["variant"] for r in rows] == specs
     assert [json.loads(r["method_params"]) for r in rows] == [
-        {"coreset_ratio": 0.2}, {"coreset_ratio": 0.5, "num_neighbours": 3}]
+        {"coreset_ratio": 0.2},
+        {"coreset_ratio": 0.5, "num_neighbours": 3},
+    ]
     with open(out / "results.csv", newline="") as f:
         assert [r["variant"] for r in csv.DictReader(f)] == specs
     summary = summarise(rows)
@@ -225,8 +271,17 @@ def test_seen_anomalies_are_drawn_trained_on_and_removed_from_the_test_set(seen_
     monkeypatch.setattr(benchmark_module, "evaluate_model", recording_evaluate)
     SeenRecorder.calls.clear()
     out = tmp_path / "out"
-    rows = run_benchmark(["seen_recorder"], [seen_data], seeds=[0, 1], image_size=64, device="cpu", out_dir=out,
-                         method_params={"coreset_ratio": 0.5}, progress=False, seen_anomalies=2)
+    rows = run_benchmark(
+        ["seen_recorder"],
+        [seen_data],
+        seeds=[0, 1],
+        image_size=64,
+        device="cpu",
+        out_dir=out,
+        method_params={"coreset_ratio": 0.5},
+        progress=False,
+        seen_anomalies=2,
+    )
     ds = load_dataset(seen_data)
     saved = json.loads((out / "seen_anomalies.json").read_text())
     for seed, row, seen, tested in zip((0, 1), rows, SeenRecorder.calls, evaluated):
@@ -248,9 +303,17 @@ def test_seen_dir_trains_on_a_folder_and_keeps_the_test_set(seen_data, tmp_path)
     shutil.copy(seen_data / "test" / "hole" / "000.png", folder / "a.png")
     shutil.copy(seen_data / "ground_truth" / "hole" / "000_mask.png", folder / "a_mask.png")
     SeenRecorder.calls.clear()
-    (row,) = run_benchmark(["seen_recorder"], [seen_data], seeds=[0], image_size=64, device="cpu",
-                           out_dir=tmp_path / "out", method_params={"coreset_ratio": 0.5}, progress=False,
-                           seen_dir=tmp_path / "my_defects")
+    (row,) = run_benchmark(
+        ["seen_recorder"],
+        [seen_data],
+        seeds=[0],
+        image_size=64,
+        device="cpu",
+        out_dir=tmp_path / "out",
+        method_params={"coreset_ratio": 0.5},
+        progress=False,
+        seen_dir=tmp_path / "my_defects",
+    )
     assert [s.path.name for s in SeenRecorder.calls[0]] == ["a.png"]
     assert row["n_test"] == len(load_dataset(seen_data).test) and row["seen_files"] == '["hole/a.png"]'
 
@@ -258,9 +321,17 @@ def test_seen_dir_trains_on_a_folder_and_keeps_the_test_set(seen_data, tmp_path)
 def test_seen_anomalies_need_a_supervised_method(seen_data, tmp_path):
     out = tmp_path / "out"
     with pytest.raises(ValueError, match="method patchcore is unsupervised; --seen-anomalies applies to: .*prn"):
-        run_benchmark(["seen_recorder", "patchcore"], [seen_data], seeds=[0], image_size=64, out_dir=out,
-                      progress=False, seen_anomalies=2)
+        run_benchmark(
+            ["seen_recorder", "patchcore"],
+            [seen_data],
+            seeds=[0],
+            image_size=64,
+            out_dir=out,
+            progress=False,
+            seen_anomalies=2,
+        )
     with pytest.raises(ValueError, match="only 6 defective images"):
-        run_benchmark(["seen_recorder"], [seen_data], seeds=[0], image_size=64, out_dir=out,
-                      progress=False, seen_anomalies=7)
+        run_benchmark(
+            ["seen_recorder"], [seen_data], seeds=[0], image_size=64, out_dir=out, progress=False, seen_anomalies=7
+        )
     assert not out.exists()

@@ -104,7 +104,9 @@ def test_adding_more_rows_than_announced_fails_clearly():
 
 @pytest.fixture(scope="module")
 def demo(tmp_path_factory):
-    root = make_demo_dataset(tmp_path_factory.mktemp("demo"), seed=0, n_train=14, n_test_good=2, n_test_defect=3, size=64)
+    root = make_demo_dataset(
+        tmp_path_factory.mktemp("demo"), seed=0, n_train=14, n_test_good=2, n_test_defect=3, size=64
+    )
     return MVTecCategory(root)
 
 
@@ -134,8 +136,14 @@ def test_stream_yields_the_same_features_as_one_call_and_fills_the_cache(tmp_pat
     for i in range(5):
         paths.append(tmp_path / f"img{i}.png")
         Image.fromarray(rng.integers(0, 255, (40, 50, 3), dtype=np.uint8)).save(paths[-1])
-    fx = FeatureExtractor(create_backbone("efficientnet_lite0"), Preprocess(64), (8, 16), torch.device("cpu"),
-                          batch_size=2, cache_dir=tmp_path / "cache")
+    fx = FeatureExtractor(
+        create_backbone("efficientnet_lite0"),
+        Preprocess(64),
+        (8, 16),
+        torch.device("cpu"),
+        batch_size=2,
+        cache_dir=tmp_path / "cache",
+    )
     chunks = list(fx.stream(paths, chunk_images=2))
     assert [idx for idx, _ in chunks] == [[0, 1], [2, 3], [4]]
     assert len(list(fx.cache_dir.glob("*.pt"))) == 5

@@ -17,8 +17,8 @@ from defectkit.cli import main, parse_param
 from defectkit.data import load_dataset, make_demo_dataset
 from defectkit.data.seen_anomalies import draw_seen_anomalies, seen_file_names
 from defectkit.models import load_model
-from defectkit.models.registry import register_method
 from defectkit.models.patchcore import PatchCore
+from defectkit.models.registry import register_method
 
 
 @register_method
@@ -31,6 +31,7 @@ class SeenRecorderCLI(PatchCore):
     def fit(self, train_data, progress=True, seen=None):
         type(self).calls.append(list(seen or []))
         return super().fit(train_data, progress)
+
 
 SMALL = ["--image-size", "64", "--no-cache"]
 
@@ -76,7 +77,7 @@ def test_test_writes_metrics_csv_and_report(work, trained, capsys):
     html = (out / "report.html").read_text()
     assert (out / "report.md").is_file()
     overlays = sorted((out / "overlays").glob("*.png"))
-    assert overlays and all(f'overlays/{p.name}' in html for p in overlays)
+    assert overlays and all(f"overlays/{p.name}" in html for p in overlays)
     assert "efficientnet_lite0" in html and "image_size" in html
 
 
@@ -149,8 +150,16 @@ def test_predict_with_threshold_flags_images(work, trained, tmp_path):
 @pytest.mark.parametrize("value", ["nan", "inf", "-inf", "NaN"])
 def test_predict_refuses_a_threshold_that_is_not_finite(work, trained, tmp_path, capsys, value):
     _, data = work
-    argv = ["predict", "--model", str(trained), "--input", str(data / "test" / "good"), "--out", str(tmp_path / "p"),
-            f"--threshold={value}"]
+    argv = [
+        "predict",
+        "--model",
+        str(trained),
+        "--input",
+        str(data / "test" / "good"),
+        "--out",
+        str(tmp_path / "p"),
+        f"--threshold={value}",
+    ]
     assert main(argv) == 2
     assert "finite" in capsys.readouterr().err
     assert not (tmp_path / "p").exists()
@@ -169,10 +178,16 @@ def test_predict_names_what_it_skips_and_can_recurse(work, trained, tmp_path, ca
     captured = capsys.readouterr()
     line = next(e for e in captured.err.splitlines() if e.startswith("skipped"))
     assert line.startswith("skipped 3: ")
-    assert "gone.png (broken link)" in line and "sub/ (folder; use --recursive)" in line and ".hidden.png (hidden file)" in line
+    assert (
+        "gone.png (broken link)" in line
+        and "sub/ (folder; use --recursive)" in line
+        and ".hidden.png (hidden file)" in line
+    )
     assert "1 good" in captured.out or "1 defect" in captured.out
-    assert main(["predict", "--model", str(trained), "--input", str(src), "--out", str(tmp_path / "q"),
-                 "--recursive"]) == 0
+    assert (
+        main(["predict", "--model", str(trained), "--input", str(src), "--out", str(tmp_path / "q"), "--recursive"])
+        == 0
+    )
     recs = [json.loads(r) for r in (tmp_path / "q" / "predictions.jsonl").read_text().splitlines()]
     assert sorted(Path(r["file"]).name for r in recs if r["score"] is not None) == ["a.png", "b.png"]
 
@@ -199,8 +214,10 @@ def test_predict_and_test_refuse_a_non_empty_out_and_force_leaves_no_stale_files
     one = two[:1]
     assert main(["predict", "--model", str(trained), "--input", *one, "--out", str(out)]) == 2
     assert "--force" in capsys.readouterr().err
-    assert main(["predict", "--model", str(trained), "--input", *one, "--out", str(out), "--force",
-                 "--threshold", "-1"]) == 0
+    assert (
+        main(["predict", "--model", str(trained), "--input", *one, "--out", str(out), "--force", "--threshold", "-1"])
+        == 0
+    )
     assert [p.name for p in (out / "overlays").iterdir()] == ["000.png"]
     assert [p.name for p in (out / "masks").iterdir()] == ["000.png"]
     assert (out / "keep.txt").read_text() == "mine"
@@ -211,8 +228,10 @@ def test_predict_and_test_refuse_a_non_empty_out_and_force_leaves_no_stale_files
     (tout / "overlays" / "stale_from_me.png").write_bytes(b"mine")
     assert main(["test", "--model", str(trained), "--data", str(data), "--out", str(tout)]) == 2
     assert "--force" in capsys.readouterr().err
-    assert main(["test", "--model", str(trained), "--data", str(data), "--out", str(tout), "--force",
-                 "--examples", "1"]) == 0
+    assert (
+        main(["test", "--model", str(trained), "--data", str(data), "--out", str(tout), "--force", "--examples", "1"])
+        == 0
+    )
     assert len(list((tout / "overlays").glob("example_*.png"))) == 1 < len(first)
     assert (tout / "overlays" / "stale_from_me.png").read_bytes() == b"mine"
 
@@ -240,8 +259,10 @@ def test_predict_with_a_model_without_thresholds_says_so(work, trained, tmp_path
     del payload["thresholds"]
     old = tmp_path / "old.pt"
     write_model_file(old, payload)
-    assert main(["predict", "--model", str(old), "--input", str(data / "test" / "good"), "--out",
-                 str(tmp_path / "p")]) == 0
+    assert (
+        main(["predict", "--model", str(old), "--input", str(data / "test" / "good"), "--out", str(tmp_path / "p")])
+        == 0
+    )
     assert "this model stores none" in capsys.readouterr().out
     _, rows = read_csv(tmp_path / "p" / "predictions.csv")
     assert all(r[2] == "" for r in rows)
@@ -250,7 +271,9 @@ def test_predict_with_a_model_without_thresholds_says_so(work, trained, tmp_path
 def test_predict_nothing_readable_is_an_error(work, trained, tmp_path, capsys):
     (tmp_path / "in").mkdir()
     (tmp_path / "in" / "a.png").write_text("nope")
-    assert main(["predict", "--model", str(trained), "--input", str(tmp_path / "in"), "--out", str(tmp_path / "o")]) == 2
+    assert (
+        main(["predict", "--model", str(trained), "--input", str(tmp_path / "in"), "--out", str(tmp_path / "o")]) == 2
+    )
     assert "defectkit: error:" in capsys.readouterr().err
 
 
@@ -268,8 +291,16 @@ def test_train_on_plain_folder_with_force(work, tmp_path, capsys):
     _, data = work
     model = tmp_path / "plain.pt"
     model.write_bytes(b"old")
-    args = ["train", "--data", str(data / "train" / "good"), "--out", str(model), "--force",
-            "--param", "coreset_ratio=0.5"] + SMALL
+    args = [
+        "train",
+        "--data",
+        str(data / "train" / "good"),
+        "--out",
+        str(model),
+        "--force",
+        "--param",
+        "coreset_ratio=0.5",
+    ] + SMALL
     assert main(args) == 0
     out = capsys.readouterr().out
     assert f"model: {model}" in out and "fit_info:" in out and "train_seconds=" in out
@@ -348,14 +379,28 @@ def test_benchmark_command_refuses_existing_results(work, tmp_path, capsys):
 def test_benchmark_variants_and_boolean_params(work, tmp_path, capsys):
     _, data = work
     out = tmp_path / "bench"
-    argv = ["benchmark", "--methods", "patchcore", "patchcore[coreset_ratio=0.5]", "--data", str(data),
-            "--seeds", "0", "--out", str(out), "--param", "coreset_ratio=0.2"] + SMALL
+    argv = [
+        "benchmark",
+        "--methods",
+        "patchcore",
+        "patchcore[coreset_ratio=0.5]",
+        "--data",
+        str(data),
+        "--seeds",
+        "0",
+        "--out",
+        str(out),
+        "--param",
+        "coreset_ratio=0.2",
+    ] + SMALL
     assert main(argv) == 0
     assert "| patchcore[coreset_ratio=0.5] |" in capsys.readouterr().out
     header, rows = read_csv(out / "results.csv")
     variant, params = header.index("variant"), header.index("method_params")
     assert [(r[0], r[variant], json.loads(r[params])["coreset_ratio"]) for r in rows] == [
-        ("patchcore", "patchcore", 0.2), ("patchcore", "patchcore[coreset_ratio=0.5]", 0.5)]
+        ("patchcore", "patchcore", 0.2),
+        ("patchcore", "patchcore[coreset_ratio=0.5]", 0.5),
+    ]
 
 
 @pytest.mark.parametrize(
@@ -382,8 +427,21 @@ def test_train_with_seen_anomalies_then_test_excludes_them(work, tmp_path, capsy
     _, data = work
     model_path = tmp_path / "sup.pt"
     SeenRecorderCLI.calls.clear()
-    argv = ["train", "--method", "seen_recorder_cli", "--data", str(data), "--out", str(model_path),
-            "--seen-anomalies", "2", "--seed", "1", "--param", "coreset_ratio=0.5"] + SMALL
+    argv = [
+        "train",
+        "--method",
+        "seen_recorder_cli",
+        "--data",
+        str(data),
+        "--out",
+        str(model_path),
+        "--seen-anomalies",
+        "2",
+        "--seed",
+        "1",
+        "--param",
+        "coreset_ratio=0.5",
+    ] + SMALL
     assert main(argv) == 0
     expected, reduced = draw_seen_anomalies(load_dataset(data), 2, 1)
     assert [s.path for s in SeenRecorderCLI.calls[0]] == [s.path for s in expected]
@@ -401,8 +459,19 @@ def test_train_with_seen_anomalies_then_test_excludes_them(work, tmp_path, capsy
 
 def test_seen_options_are_exclusive(work, tmp_path, capsys):
     _, data = work
-    argv = ["train", "--method", "seen_recorder_cli", "--data", str(data), "--out", str(tmp_path / "m.pt"),
-            "--seen-anomalies", "2", "--seen-dir", str(tmp_path)]
+    argv = [
+        "train",
+        "--method",
+        "seen_recorder_cli",
+        "--data",
+        str(data),
+        "--out",
+        str(tmp_path / "m.pt"),
+        "--seen-anomalies",
+        "2",
+        "--seen-dir",
+        str(tmp_path),
+    ]
     assert main(argv) == 2
     assert "not allowed with" in capsys.readouterr().err
 
@@ -424,11 +493,14 @@ def test_train_with_threshold_defects_sets_f1_thresholds(work, tmp_path, capsys)
     assert "F1-max" in capsys.readouterr().out
 
 
-@pytest.mark.parametrize("extra, needle", [
-    (["--threshold-rule", "f1"], "--threshold-defects"),
-    (["--fpr", "0"], "fraction in (0, 1)"),
-    (["--fpr", "nan"], "finite"),
-])
+@pytest.mark.parametrize(
+    "extra, needle",
+    [
+        (["--threshold-rule", "f1"], "--threshold-defects"),
+        (["--fpr", "0"], "fraction in (0, 1)"),
+        (["--fpr", "nan"], "finite"),
+    ],
+)
 def test_train_threshold_options_fail_before_training(work, tmp_path, capsys, extra, needle):
     _, data = work
     assert main(["train", "--data", str(data), "--out", str(tmp_path / "m.pt")] + extra + SMALL) == 2
@@ -439,8 +511,21 @@ def test_train_threshold_options_fail_before_training(work, tmp_path, capsys, ex
 def test_train_f1_rule_on_seen_anomalies_of_a_supervised_method(work, tmp_path):
     _, data = work
     model = tmp_path / "sup.pt"
-    argv = ["train", "--method", "seen_recorder_cli", "--data", str(data), "--out", str(model),
-            "--seen-anomalies", "3", "--threshold-rule", "f1", "--param", "coreset_ratio=0.5"]
+    argv = [
+        "train",
+        "--method",
+        "seen_recorder_cli",
+        "--data",
+        str(data),
+        "--out",
+        str(model),
+        "--seen-anomalies",
+        "3",
+        "--threshold-rule",
+        "f1",
+        "--param",
+        "coreset_ratio=0.5",
+    ]
     assert main(argv + SMALL) == 0
     th = load_model(model, device="cpu").thresholds_
     assert th.rule == "f1" and "3 seen anomalies (also trained on" in th.source

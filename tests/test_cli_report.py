@@ -52,8 +52,26 @@ def test_report_errors_name_the_folder(work, capsys):
 def test_benchmark_writes_its_page_and_run_pages(work, capsys):
     root, data, _ = work
     out = root / "bench"
-    assert main(["benchmark", "--methods", "patchcore", "--data", str(data), "--seeds", "0", "--out", str(out),
-                 "--run-pages", "--param", "coreset_ratio=0.5"] + SMALL) == 0
+    assert (
+        main(
+            [
+                "benchmark",
+                "--methods",
+                "patchcore",
+                "--data",
+                str(data),
+                "--seeds",
+                "0",
+                "--out",
+                str(out),
+                "--run-pages",
+                "--param",
+                "coreset_ratio=0.5",
+            ]
+            + SMALL
+        )
+        == 0
+    )
     printed = capsys.readouterr().out
     assert f"page: {out / 'benchmark.html'}" in printed
     run_page = out / "runs" / "patchcore-textured_part-seed0" / "report.html"

@@ -6,9 +6,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from conftest import MVTEC_BOTTLE, requires_shared_data
 from PIL import Image, ImageFile
 
-from conftest import MVTEC_BOTTLE, requires_shared_data
 from defectkit.data import (
     IMAGE_EXTENSIONS,
     DatasetLayoutError,
@@ -296,9 +296,12 @@ def test_mvtec_tiny_layout(tmp_path):
     assert len(cat.train) == 3 and all(s.label == 0 and s.mask_path is None for s in cat.train)
     assert cat.defect_types == ("crack", "scratch")
     assert [(s.defect_type, s.path.name) for s in cat.test] == [
-        ("crack", "000.png"), ("crack", "001.png"),
-        ("good", "000.png"), ("good", "001.png"),
-        ("scratch", "000.png"), ("scratch", "001.png"),
+        ("crack", "000.png"),
+        ("crack", "001.png"),
+        ("good", "000.png"),
+        ("good", "001.png"),
+        ("scratch", "000.png"),
+        ("scratch", "001.png"),
     ]
     for s in cat.test:
         assert s.label == int(s.defect_type != "good")
@@ -375,8 +378,11 @@ def test_mvtec3d_layout(tmp_path):
     assert len(cat.train) == 2 and len(cat.validation) == 1
     assert cat.defect_types == ("cut", "hole")
     assert [(s.defect_type, s.path.name, s.label) for s in cat.test] == [
-        ("cut", "000.png", 1), ("cut", "001.png", 1), ("good", "000.png", 0),
-        ("hole", "000.png", 1), ("hole", "001.png", 1),
+        ("cut", "000.png", 1),
+        ("cut", "001.png", 1),
+        ("good", "000.png", 0),
+        ("hole", "000.png", 1),
+        ("hole", "001.png", 1),
     ]
     for s in cat.test:
         if s.label:
@@ -408,8 +414,11 @@ def test_folder_dataset_mask_rules(tmp_path):
     ds = FolderDataset(tmp_path / "ok", [tmp_path / "bad"], mask_dir=tmp_path / "masks")
     assert [s.path.name for s in ds.normal] == ["n0.png", "n1.png"]
     got = {s.path.name: s.mask_path for s in ds.abnormal}
-    assert got == {"a.png": tmp_path / "masks" / "a_mask.png",
-                   "b.jpg": tmp_path / "masks" / "b_mask.bmp", "c.png": None}
+    assert got == {
+        "a.png": tmp_path / "masks" / "a_mask.png",
+        "b.jpg": tmp_path / "masks" / "b_mask.bmp",
+        "c.png": None,
+    }
     assert ds.abnormal_without_mask == [tmp_path / "bad" / "c.png"]
     assert all(s.label == 1 and s.defect_type == "bad" for s in ds.abnormal)
     assert ds.defect_types == ("bad",)
@@ -490,8 +499,9 @@ def test_load_images_skip_and_raise(tmp_path):
     text = tmp_path / "text.png"
     text.write_text("hello")
     cut = tmp_path / "cut.png"
-    data = save(tmp_path, "full.png", Image.fromarray(
-        np.random.default_rng(0).integers(0, 256, (40, 40, 3), dtype=np.uint8))).read_bytes()
+    data = save(
+        tmp_path, "full.png", Image.fromarray(np.random.default_rng(0).integers(0, 256, (40, 40, 3), dtype=np.uint8))
+    ).read_bytes()
     cut.write_bytes(data[: len(data) // 2])
     items = [good[0], text, Sample(good[1], 0, "good"), cut, str(good[2])]
     x, kept, errors = load_images(items, Preprocess(16, 8), on_error="skip")

@@ -3,36 +3,74 @@
 import json
 import shutil
 
+import layout_miniatures as mini
 import pytest
 
 from defectkit.cli import main
 from defectkit.data.check import check_dataset, format_report
-
-import layout_miniatures as mini
 
 
 def counts(report):
     return {(r["split"], r["defect_type"]): (r["images"], r["masks"]) for r in report.counts}
 
 
-@pytest.mark.parametrize("build, layout, expected, extra", [
-    (lambda r: mini.build_visa(r / "VisA"), "visa",
-     {("train", "good"): (3, 0), ("test", "good"): (1, 0), ("test", "chunk_of_wax_missing"): (1, 1),
-      ("test", "damaged_corner_of_packaging+different_colour_spot"): (1, 1)}, {}),
-    (lambda r: mini.build_btad(r / "BTAD"), "btad",
-     {("train", "good"): (3, 0), ("test", "good"): (2, 0), ("test", "ko"): (2, 2)}, {}),
-    (lambda r: mini.build_mpdd(r / "MPDD"), "mpdd",
-     {("train", "good"): (3, 0), ("test", "good"): (1, 0), ("test", "hole"): (2, 2), ("test", "scratches"): (2, 2)}, {}),
-    (lambda r: mini.build_kolektor(r / "KolektorSDD2"), "kolektor_sdd2",
-     {("train", "good"): (3, 0), ("test", "good"): (2, 0), ("test", "defect"): (2, 2)},
-     {"defective training images": 1}),
-    (lambda r: mini.build_dagm(r / "DAGM"), "dagm",
-     {("train", "good"): (3, 0), ("test", "good"): (2, 0), ("test", "defect"): (2, 2)},
-     {"defective training images": 1}),
-    (lambda r: mini.build_loco(r / "LOCO"), "mvtec_loco",
-     {("train", "good"): (3, 0), ("validation", "good"): (1, 0), ("test", "good"): (1, 0),
-      ("test", "logical_anomalies"): (1, 1), ("test", "structural_anomalies"): (1, 1)}, {}),
-])
+@pytest.mark.parametrize(
+    "build, layout, expected, extra",
+    [
+        (
+            lambda r: mini.build_visa(r / "VisA"),
+            "visa",
+            {
+                ("train", "good"): (3, 0),
+                ("test", "good"): (1, 0),
+                ("test", "chunk_of_wax_missing"): (1, 1),
+                ("test", "damaged_corner_of_packaging+different_colour_spot"): (1, 1),
+            },
+            {},
+        ),
+        (
+            lambda r: mini.build_btad(r / "BTAD"),
+            "btad",
+            {("train", "good"): (3, 0), ("test", "good"): (2, 0), ("test", "ko"): (2, 2)},
+            {},
+        ),
+        (
+            lambda r: mini.build_mpdd(r / "MPDD"),
+            "mpdd",
+            {
+                ("train", "good"): (3, 0),
+                ("test", "good"): (1, 0),
+                ("test", "hole"): (2, 2),
+                ("test", "scratches"): (2, 2),
+            },
+            {},
+        ),
+        (
+            lambda r: mini.build_kolektor(r / "KolektorSDD2"),
+            "kolektor_sdd2",
+            {("train", "good"): (3, 0), ("test", "good"): (2, 0), ("test", "defect"): (2, 2)},
+            {"defective training images": 1},
+        ),
+        (
+            lambda r: mini.build_dagm(r / "DAGM"),
+            "dagm",
+            {("train", "good"): (3, 0), ("test", "good"): (2, 0), ("test", "defect"): (2, 2)},
+            {"defective training images": 1},
+        ),
+        (
+            lambda r: mini.build_loco(r / "LOCO"),
+            "mvtec_loco",
+            {
+                ("train", "good"): (3, 0),
+                ("validation", "good"): (1, 0),
+                ("test", "good"): (1, 0),
+                ("test", "logical_anomalies"): (1, 1),
+                ("test", "structural_anomalies"): (1, 1),
+            },
+            {},
+        ),
+    ],
+)
 def test_check_summarises_each_miniature(tmp_path, build, layout, expected, extra):
     root = build(tmp_path)
     report = check_dataset(root, progress=False)

@@ -49,13 +49,16 @@ def test_base_parameters_are_declared_once():
         assert set(accepted_params(name)).isdisjoint(BASE_PARAMS)
 
 
-@pytest.mark.parametrize("name, params, needle", [
-    ("patchcore", {"coreset_ratio": 0.0}, "coreset_ratio"),
-    ("simplenet", {"image_score": "mean"}, "image_score"),
-    ("realnet", {"afs": "best"}, "afs"),
-    ("prn", {"batch_mix": (0, 1, 1)}, "batch_mix"),
-    ("mlff", {"output_stride": 16}, "output_stride"),
-])
+@pytest.mark.parametrize(
+    "name, params, needle",
+    [
+        ("patchcore", {"coreset_ratio": 0.0}, "coreset_ratio"),
+        ("simplenet", {"image_score": "mean"}, "image_score"),
+        ("realnet", {"afs": "best"}, "afs"),
+        ("prn", {"batch_mix": (0, 1, 1)}, "batch_mix"),
+        ("mlff", {"output_stride": 16}, "output_stride"),
+    ],
+)
 def test_factory_checks_values_before_anything_runs(name, params, needle):
     with pytest.raises(ValueError, match=needle):
         build_model(name, params, device="cpu")

@@ -138,12 +138,26 @@ def test_predict_on_onnx_runs_without_torch_and_decides_like_torch(exported, tmp
         f"code = main(['predict', '--model', {str(onnx_path)!r}, '--input', {str(data / 'test')!r}, '--recursive',"
         f" '--out', {str(tmp_path / 'onnx')!r}])\n"
         "assert 'torch' not in sys.modules\n"
-        "sys.exit(code)\n")
+        "sys.exit(code)\n"
+    )
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env, timeout=300)
     assert done.returncode == 0, done.stderr
-    assert main(["predict", "--model", str(pt), "--input", str(data / "test"), "--recursive",
-                 "--out", str(tmp_path / "torch")]) == 0
+    assert (
+        main(
+            [
+                "predict",
+                "--model",
+                str(pt),
+                "--input",
+                str(data / "test"),
+                "--recursive",
+                "--out",
+                str(tmp_path / "torch"),
+            ]
+        )
+        == 0
+    )
 
     def records(folder):
         lines = (folder / "predictions.jsonl").read_text().splitlines()
@@ -186,8 +200,24 @@ def test_load_scorer_refuses_what_an_onnx_model_cannot_do(exported, tmp_path):
 def test_speed_measures_both_engines(exported, tmp_path):
     _, data, pt, onnx_path = exported
     out = tmp_path / "speed"
-    assert main(["speed", "--model", str(onnx_path), "--torch-model", str(pt), "--input", str(data / "test" / "good"),
-                 "--repeats", "1", "--out", str(out)]) == 0
+    assert (
+        main(
+            [
+                "speed",
+                "--model",
+                str(onnx_path),
+                "--torch-model",
+                str(pt),
+                "--input",
+                str(data / "test" / "good"),
+                "--repeats",
+                "1",
+                "--out",
+                str(out),
+            ]
+        )
+        == 0
+    )
     result = json.loads((out / "speed.json").read_text())
     engines = {e["engine"]: e for e in result["engines"]}
     assert set(engines) == {"onnxruntime", "torch"}
@@ -202,8 +232,14 @@ def test_keep_aspect_model_exports_and_masks_padding_like_torch(tmp_path):
     for p in data.rglob("*.png"):  # 64 x 32: half of every model input is padding
         resample = Image.Resampling.NEAREST if "ground_truth" in p.parts else Image.Resampling.BILINEAR
         Image.open(p).resize((64, 32), resample).save(p)
-    model = build_model("simplenet", {"epochs": 2, "feature_batch_size": 256}, image_size=64, device="cpu",
-                        resize="keep", use_cache=False).fit(MVTecCategory(data), progress=False)
+    model = build_model(
+        "simplenet",
+        {"epochs": 2, "feature_batch_size": 256},
+        image_size=64,
+        device="cpu",
+        resize="keep",
+        use_cache=False,
+    ).fit(MVTecCategory(data), progress=False)
     result = onnx_export.export_model(model, tmp_path / "keep.onnx")
     assert result.parity.holds
     scorer = OnnxScorer(result.onnx_path)

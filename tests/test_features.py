@@ -9,7 +9,6 @@ from scipy import ndimage
 
 from defectkit.backbones import create_backbone
 from defectkit.data.preprocess import Preprocess
-from defectkit.features.extractor import FeatureExtractor
 from defectkit.features import (
     adaptive_pool_matrix,
     aggregate_neighbourhood,
@@ -17,6 +16,7 @@ from defectkit.features import (
     fuse_stages,
     gaussian_blur,
 )
+from defectkit.features.extractor import FeatureExtractor
 
 
 def test_neighbourhood_average_matches_scipy_inside():

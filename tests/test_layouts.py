@@ -1,5 +1,6 @@
 """Data-set readers, each on a miniature of its real layout (tests/layout_miniatures.py)."""
 
+import layout_miniatures as mini
 import numpy as np
 import pytest
 
@@ -7,8 +8,6 @@ from defectkit.data import DatasetLayoutError, Preprocess, load_dataset, load_ma
 from defectkit.data.folder import resolve_categories
 from defectkit.data.layouts import detect_layout, find_categories, get_layout, layout_names, open_dataset
 from defectkit.data.layouts.dagm import read_labels_txt
-
-import layout_miniatures as mini
 
 
 def summary(ds):
@@ -54,8 +53,12 @@ def test_btad(tmp_path):
     cat = mini.build_btad(tmp_path / "BTech_Dataset_transformed")
     ds = load_dataset(cat)
     assert ds.layout == "btad" and ds.name == "01" and len(ds.train) == 3
-    assert summary(ds) == [("good", "0000.bmp", 0, None), ("good", "0001.bmp", 0, None),
-                           ("ko", "0000.bmp", 1, "0000.png"), ("ko", "0001.bmp", 1, "0001.png")]
+    assert summary(ds) == [
+        ("good", "0000.bmp", 0, None),
+        ("good", "0001.bmp", 0, None),
+        ("ko", "0000.bmp", 1, "0000.png"),
+        ("ko", "0001.bmp", 1, "0001.png"),
+    ]
     (cat / "ground_truth" / "ko" / "0001.png").unlink()
     with pytest.raises(DatasetLayoutError, match=r"ko[/\\]0001.bmp"):
         load_dataset(cat)
@@ -76,8 +79,12 @@ def test_kolektor_sdd2_labels_from_masks(tmp_path):
     assert ds.layout == "kolektor_sdd2"
     assert [s.path.name for s in ds.train] == ["10000.png", "10001.png", "10002.png"]
     assert [p.name for p in ds.excluded["defective training images"]] == ["10003.png"]
-    assert summary(ds) == [("good", "20000.png", 0, None), ("good", "20001.png", 0, None),
-                           ("defect", "20002.png", 1, "20002_GT.png"), ("defect", "20003.png", 1, "20003_GT.png")]
+    assert summary(ds) == [
+        ("good", "20000.png", 0, None),
+        ("good", "20001.png", 0, None),
+        ("defect", "20002.png", 1, "20002_GT.png"),
+        ("defect", "20003.png", 1, "20003_GT.png"),
+    ]
 
 
 def test_dagm_labels_come_from_labels_txt(tmp_path):
@@ -89,8 +96,12 @@ def test_dagm_labels_come_from_labels_txt(tmp_path):
     assert [s.path.name for s in ds.train] == ["0001.PNG", "0002.PNG", "0003.PNG"]
     assert [p.name for p in ds.excluded["defective training images"]] == ["0004.PNG"]
     # 0003's mask is the file Labels.txt names; 0004 is good although a 0004_label.PNG exists
-    assert summary(ds) == [("good", "0001.PNG", 0, None), ("good", "0004.PNG", 0, None),
-                           ("defect", "0002.PNG", 1, "0002_label.PNG"), ("defect", "0003.PNG", 1, "defect_0003.PNG")]
+    assert summary(ds) == [
+        ("good", "0001.PNG", 0, None),
+        ("good", "0004.PNG", 0, None),
+        ("defect", "0002.PNG", 1, "0002_label.PNG"),
+        ("defect", "0003.PNG", 1, "defect_0003.PNG"),
+    ]
 
 
 def test_dagm_without_labels_txt_falls_back_to_label_files_when_not_strict(tmp_path):
@@ -127,13 +138,18 @@ def test_loco_is_not_taken_for_mvtec_ad(tmp_path):
         load_dataset(cat, layout="mvtec_ad")  # MVTec AD's reader wants <stem>_mask.png files
 
 
-@pytest.mark.parametrize("build, expected", [
-    (lambda r: (mini.build_visa(r, "candle"), mini.build_visa(r, "pcb1"))[0].parent, ["candle", "pcb1"]),
-    (lambda r: (mini.build_btad(r, "01"), mini.build_btad(r, "02"))[0].parent, ["01", "02"]),
-    (lambda r: (mini.build_dagm(r, "Class1"), mini.build_dagm(r, "Class2"))[0].parent, ["Class1", "Class2"]),
-    (lambda r: (mini.build_loco(r, "juice_bottle"), mini.build_loco(r, "pushpins"))[0].parent,
-     ["juice_bottle", "pushpins"]),
-])
+@pytest.mark.parametrize(
+    "build, expected",
+    [
+        (lambda r: (mini.build_visa(r, "candle"), mini.build_visa(r, "pcb1"))[0].parent, ["candle", "pcb1"]),
+        (lambda r: (mini.build_btad(r, "01"), mini.build_btad(r, "02"))[0].parent, ["01", "02"]),
+        (lambda r: (mini.build_dagm(r, "Class1"), mini.build_dagm(r, "Class2"))[0].parent, ["Class1", "Class2"]),
+        (
+            lambda r: (mini.build_loco(r, "juice_bottle"), mini.build_loco(r, "pushpins"))[0].parent,
+            ["juice_bottle", "pushpins"],
+        ),
+    ],
+)
 def test_roots_resolve_to_their_categories(tmp_path, build, expected):
     root = build(tmp_path / "root")
     assert [p.name for p in resolve_categories([root])] == expected

@@ -100,8 +100,11 @@ def test_pro_curve_matches_a_plain_loop_and_gives_the_aupro(seed, levels):
 def test_pixel_curves_are_the_single_curves_from_one_sort():
     masks, maps = random_case(3, levels=7)
     c = pixel_curves(masks, maps)
-    for got, ref in ((c["roc"], roc_curve(masks, maps)), (c["pr"], pr_curve(masks, maps)),
-                     (c["pro"], pro_curve(masks, maps))):
+    for got, ref in (
+        (c["roc"], roc_curve(masks, maps)),
+        (c["pr"], pr_curve(masks, maps)),
+        (c["pro"], pro_curve(masks, maps)),
+    ):
         for a, b in zip(got, ref):
             np.testing.assert_array_equal(a, b)
     fpr, tpr, _ = c["roc"]

@@ -26,8 +26,7 @@ FOUR = ndimage.generate_binary_structure(2, 1)  # 4-connectivity, for a wrong va
 
 
 # ----------------------------------------------------------------- reference code
-def brute_aupro(masks, maps, fpr_limit=0.3, structure=EIGHT, region_weighted=True,
-                label_3d=False):
+def brute_aupro(masks, maps, fpr_limit=0.3, structure=EIGHT, region_weighted=True, label_3d=False):
     """Plain AUPRO: loop over every unique threshold, label each mask separately.
 
     structure / region_weighted / label_3d exist only to build wrong variants."""
@@ -147,9 +146,7 @@ def test_pixel_ap_hand_made():
     masks = np.array([[[1, 0, 1]]])
     maps = np.array([[[0.9, 0.9, 0.1]]])
     assert pixel_ap(masks, maps) == pytest.approx(1 / 4 + 1 / 3)
-    assert pixel_ap(masks, maps) == pytest.approx(
-        average_precision_score(masks.ravel(), maps.ravel())
-    )
+    assert pixel_ap(masks, maps) == pytest.approx(average_precision_score(masks.ravel(), maps.ravel()))
 
 
 # ------------------------------------------------------------------------- F1-max
@@ -194,18 +191,14 @@ def hand_case():
     """
     masks = np.array(
         [
-            [[1, 0, 0, 0],
-             [0, 1, 0, 1]],
-            [[0, 0, 0, 0],
-             [0, 1, 1, 1]],
+            [[1, 0, 0, 0], [0, 1, 0, 1]],
+            [[0, 0, 0, 0], [0, 1, 1, 1]],
         ]
     )
     maps = np.array(
         [
-            [[0.7, 0.8, 0.1, 0.1],
-             [0.1, 0.7, 0.7, 0.9]],
-            [[0.6, 0.6, 0.1, 0.1],
-             [0.1, 0.7, 0.6, 0.5]],
+            [[0.7, 0.8, 0.1, 0.1], [0.1, 0.7, 0.7, 0.9]],
+            [[0.6, 0.6, 0.1, 0.1], [0.1, 0.7, 0.6, 0.5]],
         ]
     )
     return masks, maps
@@ -336,24 +329,25 @@ def test_evaluate_matches_single_metrics():
     scores = maps.reshape(8, -1).max(axis=1)
     r = evaluate(labels, scores, masks, maps)
     assert set(r) == {
-        "image_auroc", "image_f1_max", "image_f1_threshold",
-        "pixel_auroc", "aupro", "pixel_ap", "pixel_f1_max", "pixel_f1_threshold",
+        "image_auroc",
+        "image_f1_max",
+        "image_f1_threshold",
+        "pixel_auroc",
+        "aupro",
+        "pixel_ap",
+        "pixel_f1_max",
+        "pixel_f1_threshold",
     }
     assert r["image_auroc"] == pytest.approx(roc_auc_score(labels, scores))
     assert r["pixel_auroc"] == pytest.approx(roc_auc_score(masks.ravel(), maps.ravel()))
-    assert r["pixel_ap"] == pytest.approx(
-        average_precision_score(masks.ravel(), maps.ravel())
-    )
+    assert r["pixel_ap"] == pytest.approx(average_precision_score(masks.ravel(), maps.ravel()))
     assert r["aupro"] == pytest.approx(brute_aupro(masks, maps), abs=1e-10)
     assert (r["image_f1_max"], r["image_f1_threshold"]) == f1_max(labels, scores)
     assert (r["pixel_f1_max"], r["pixel_f1_threshold"]) == f1_max(masks, maps)
-    for k in ("image_auroc", "image_f1_max", "pixel_auroc", "aupro", "pixel_ap",
-              "pixel_f1_max"):
+    for k in ("image_auroc", "image_f1_max", "pixel_auroc", "aupro", "pixel_ap", "pixel_f1_max"):
         assert 0.0 <= r[k] <= 1.0
 
-    assert set(evaluate(labels, scores)) == {
-        "image_auroc", "image_f1_max", "image_f1_threshold"
-    }
+    assert set(evaluate(labels, scores)) == {"image_auroc", "image_f1_max", "image_f1_threshold"}
 
 
 def test_evaluate_uses_only_images_with_masks():

@@ -10,9 +10,8 @@ import pytest
 import torch
 
 from defectkit.data import MVTecCategory, make_demo_dataset
-from defectkit.models.components.training import FIT_INFO_KEYS
 from defectkit.models import available_methods, load_model
-from defectkit.models.mlff.model import MLFF, copy_schedule
+from defectkit.models.components.training import FIT_INFO_KEYS
 from defectkit.models.mlff.losses import (
     ANOMALOUS,
     IGNORED,
@@ -24,6 +23,7 @@ from defectkit.models.mlff.losses import (
     pseudo_huber,
     score_constraint_loss,
 )
+from defectkit.models.mlff.model import MLFF, copy_schedule
 from defectkit.models.mlff.net import MLFFNet, split_stages
 from defectkit.models.mlff.qco import qco_1d, qco_2d, quantise
 from defectkit.models.mlff.scconv import SelfCalibratedConv
@@ -191,8 +191,18 @@ def demo(tmp_path_factory):
     root = tmp_path_factory.mktemp("mlff")
     data = MVTecCategory(make_demo_dataset(root / "data", n_train=8, n_test_good=2, n_test_defect=3, size=64))
     kwargs = dict(
-        image_size=64, device="cpu", cache_dir=str(root / "cache"), epochs=2, repeat=2, width=8, feature_dim=4,
-        tem_levels=4, ptfem_levels=3, train_batch_size=4, val_fraction=0.25, val_anomalies_per_image=1,
+        image_size=64,
+        device="cpu",
+        cache_dir=str(root / "cache"),
+        epochs=2,
+        repeat=2,
+        width=8,
+        feature_dim=4,
+        tem_levels=4,
+        ptfem_levels=3,
+        train_batch_size=4,
+        val_fraction=0.25,
+        val_anomalies_per_image=1,
     )
     model = MLFF(seed=0, **kwargs).fit(data, progress=False)
     return data, model, kwargs, root

@@ -79,7 +79,9 @@ def assert_identical(a, b, where="payload"):
     assert type(a) is type(b), f"{where}: {type(a)} != {type(b)}"
     if isinstance(a, torch.Tensor):
         assert a.dtype == b.dtype and a.shape == b.shape, where
-        assert torch.equal(a.contiguous().reshape(-1).view(torch.uint8), b.contiguous().reshape(-1).view(torch.uint8)), where
+        assert torch.equal(
+            a.contiguous().reshape(-1).view(torch.uint8), b.contiguous().reshape(-1).view(torch.uint8)
+        ), where
     elif isinstance(a, np.ndarray):
         assert a.dtype == b.dtype and a.shape == b.shape and a.tobytes() == b.tobytes(), where
     elif isinstance(a, dict):
@@ -214,7 +216,9 @@ def test_a_model_file_that_would_run_code_is_refused_and_the_code_never_runs(tmp
 
     path = tmp_path / "model.pt"
     write_like_an_attacker(path, how, payload)
-    with pytest.raises(ValueError, match=r"(?s)model\.pt.*old pickle-based format or contains code.*not loaded.*Retrain"):
+    with pytest.raises(
+        ValueError, match=r"(?s)model\.pt.*old pickle-based format or contains code.*not loaded.*Retrain"
+    ):
         load_model(path, device="cpu")
     with pytest.raises(ValueError, match="defectkit train"):
         read_model_file(path)

@@ -3,7 +3,6 @@
 import numpy as np
 import pytest
 import torch
-
 from conftest import MVTEC_BOTTLE, requires_shared_data
 
 from defectkit.data import make_demo_dataset
@@ -53,14 +52,16 @@ def test_reweighting_formula_by_hand():
     d, idx = model.index_.search(feats[0], k=1)
     scores = model.reweighted_max(feats, d[:, 0][None], idx[:, 0][None])
     # worst patch (0, 2): distance 2 to m* = (0, 0); support of m*: (0,0), (1,0), (3,0)
-    dists = torch.tensor([2.0, 5 ** 0.5, 13 ** 0.5])
+    dists = torch.tensor([2.0, 5**0.5, 13**0.5])
     expected = (1 - torch.exp(dists[0]) / torch.exp(dists).sum()) * 2.0
     assert torch.allclose(scores, expected.reshape(1))
 
 
 @pytest.fixture(scope="module")
 def demo(tmp_path_factory):
-    root = make_demo_dataset(tmp_path_factory.mktemp("demo"), seed=0, n_train=16, n_test_good=4, n_test_defect=6, size=128)
+    root = make_demo_dataset(
+        tmp_path_factory.mktemp("demo"), seed=0, n_train=16, n_test_good=4, n_test_defect=6, size=128
+    )
     return MVTecCategory(root)
 
 
@@ -115,7 +116,9 @@ def test_real_bottle_subset_end_to_end(tmp_path):
     data = MVTecCategory(MVTEC_BOTTLE)
     good = [s for s in data.test if s.label == 0][:6]
     bad = [s for s in data.test if s.defect_type == "broken_large"][:6]
-    model = PatchCore(image_size=128, device="cpu", cache_dir=str(tmp_path / "cache")).fit(data.train[:40], progress=False)
+    model = PatchCore(image_size=128, device="cpu", cache_dir=str(tmp_path / "cache")).fit(
+        data.train[:40], progress=False
+    )
     scores, maps = model.predict(good + bad)
     assert image_auroc(np.array([0] * len(good) + [1] * len(bad)), scores) >= 0.9
     assert maps.shape == (12, 128, 128)

@@ -164,10 +164,16 @@ def test_memory_does_not_grow_with_the_number_of_files(tmp_path):
 
 
 def test_predict_engine_does_not_import_torch():
-    code = ("import sys, defectkit.engine.predict, defectkit.engine.inputs, defectkit.deploy.loading; "
-            "print('torch' in sys.modules)")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                         env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])})
+    code = (
+        "import sys, defectkit.engine.predict, defectkit.engine.inputs, defectkit.deploy.loading; "
+        "print('torch' in sys.modules)"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])},
+    )
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "False"
 
@@ -185,7 +191,9 @@ def test_left_out_entries_are_named_with_reasons(tmp_path):
     reasons = {Path(n).name: r for n, r in inputs.left_out}
     assert reasons == {".DS_Store": "hidden file", "gone.png": "broken link", "sub": "folder; use --recursive"}
     line = left_out_line(inputs.left_out)
-    assert line.startswith("skipped 3: ") and "gone.png (broken link)" in line and "sub/ (folder; use --recursive)" in line
+    assert (
+        line.startswith("skipped 3: ") and "gone.png (broken link)" in line and "sub/ (folder; use --recursive)" in line
+    )
     assert inputs.unreadable == [(f"{src}/gone.png", "broken link")]
     deep = expand_inputs([str(src)], recursive=True)
     assert [p.name for p in deep.files] == ["a.png", "b.png"] and deep.names == ["a", "sub_b"]

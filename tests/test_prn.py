@@ -9,16 +9,21 @@ from PIL import Image
 
 from defectkit.data import MVTecCategory, Sample, make_demo_dataset
 from defectkit.data.seen_anomalies import draw_seen_anomalies, seen_file_names, seen_from_folder
-from defectkit.models.components.training import FIT_INFO_KEYS
 from defectkit.models import load_model
-from defectkit.models.registry import available_methods
-from defectkit.models.prn.model import PRN
-from defectkit.models.prn.attention import (MultiSizeSelfAttention, PatchAttentionHead, from_patches, head_grids,
-                                            to_patches)
+from defectkit.models.components.training import FIT_INFO_KEYS
+from defectkit.models.prn.attention import (
+    MultiSizeSelfAttention,
+    PatchAttentionHead,
+    from_patches,
+    head_grids,
+    to_patches,
+)
 from defectkit.models.prn.decoder import PRNNetwork
 from defectkit.models.prn.fusion import MultiScaleFusion
 from defectkit.models.prn.losses import focal_loss, prn_loss, top_k_mean
+from defectkit.models.prn.model import PRN
 from defectkit.models.prn.prototypes import fit_prototypes, kmeans_maps, n_prototypes, nearest_residuals
+from defectkit.models.registry import available_methods
 
 
 @pytest.fixture(autouse=True, scope="module")
@@ -138,8 +143,11 @@ def test_focal_and_total_loss():
     logits = torch.tensor([2.0, -1.0, 0.5])
     target = torch.tensor([1.0, 0.0, 0.0])
     p = torch.sigmoid(logits)
-    manual = [0.5 * (1 - p[0]) ** 4 * -torch.log(p[0]), 0.5 * p[1] ** 4 * -torch.log(1 - p[1]),
-              0.5 * p[2] ** 4 * -torch.log(1 - p[2])]
+    manual = [
+        0.5 * (1 - p[0]) ** 4 * -torch.log(p[0]),
+        0.5 * p[1] ** 4 * -torch.log(1 - p[1]),
+        0.5 * p[2] ** 4 * -torch.log(1 - p[2]),
+    ]
     assert focal_loss(logits, target).item() == pytest.approx(float(sum(manual) / 3), rel=1e-5)
     smooth = torch.nn.functional.smooth_l1_loss(p, target)
     assert prn_loss(logits, target).item() == pytest.approx(float(smooth + 5 * sum(manual) / 3), rel=1e-5)
@@ -190,7 +198,9 @@ def test_seen_from_user_folder(tmp_path):
     Image.fromarray(mask).save(tmp_path / "masks" / "b.png")
     samples = seen_from_folder(tmp_path)
     assert [(s.path.name, s.defect_type, s.mask_path.name) for s in samples] == [
-        ("b.png", "defect", "b.png"), ("a.png", "scratch", "a_mask.png")]
+        ("b.png", "defect", "b.png"),
+        ("a.png", "scratch", "a_mask.png"),
+    ]
     Image.fromarray(img).save(tmp_path / "c.png")
     with pytest.raises(ValueError, match="no mask"):
         seen_from_folder(tmp_path)
@@ -200,9 +210,20 @@ def test_seen_from_user_folder(tmp_path):
 
 
 def _tiny(root, **kw):
-    params = dict(image_size=64, device="cpu", cache_dir=str(root / "cache"), epochs=2, pool_size=8,
-                  train_batch_size=4, val_every=1, head_dim=2, decoder_channels=(8, 8, 8), val_anomalies_per_image=1,
-                  val_fraction=0.25, seed=0)
+    params = dict(
+        image_size=64,
+        device="cpu",
+        cache_dir=str(root / "cache"),
+        epochs=2,
+        pool_size=8,
+        train_batch_size=4,
+        val_every=1,
+        head_dim=2,
+        decoder_channels=(8, 8, 8),
+        val_anomalies_per_image=1,
+        val_fraction=0.25,
+        seed=0,
+    )
     params.update(kw)
     return PRN(**params)
 

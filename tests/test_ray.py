@@ -34,8 +34,13 @@ METRICS = ("image_auroc", "pixel_auroc", "aupro", "pixel_ap", "image_f1_max", "p
 def ray_cluster():
     """One local Ray for the session; workers import this checkout's defectkit."""
     path = os.pathsep.join([str(REPO)] + [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p])
-    ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False,
-             runtime_env={"env_vars": {"PYTHONPATH": path}})
+    ray.init(
+        address="local",
+        num_cpus=2,
+        include_dashboard=False,
+        log_to_driver=False,
+        runtime_env={"env_vars": {"PYTHONPATH": path}},
+    )
     yield ray
     ray.shutdown()
 
@@ -59,8 +64,9 @@ def read_csv(path: Path):
 
 @pytest.fixture(scope="module")
 def category(tmp_path_factory) -> Path:
-    return make_demo_dataset(tmp_path_factory.mktemp("ray-data"), seed=1, n_train=5, n_test_good=2,
-                             n_test_defect=3, size=64)
+    return make_demo_dataset(
+        tmp_path_factory.mktemp("ray-data"), seed=1, n_train=5, n_test_good=2, n_test_defect=3, size=64
+    )
 
 
 @pytest.fixture(scope="module")
@@ -70,8 +76,20 @@ def grids(category, tmp_path_factory, ray_cluster):
     outs = {}
     for engine in ("local", "ray"):
         outs[engine] = root / engine
-        code = main(["benchmark", "--methods", *METHODS, "--data", str(category), *GRID, "--engine", engine,
-                     "--out", str(outs[engine])])
+        code = main(
+            [
+                "benchmark",
+                "--methods",
+                *METHODS,
+                "--data",
+                str(category),
+                *GRID,
+                "--engine",
+                engine,
+                "--out",
+                str(outs[engine]),
+            ]
+        )
         assert code == 0, engine
     return outs["local"], outs["ray"]
 
@@ -102,8 +120,20 @@ def test_resume_runs_only_the_missing_rows(grids, category, tmp_path, capsys):
     kept = [rows[0], rows[3]]
     cut_short = rows[2][: len(rows[2]) // 2]  # a line the killed process was still writing
     (out / "results.csv").write_text(header + "".join(kept) + cut_short)
-    code, _, err = run_cli(capsys, "benchmark", "--methods", *METHODS, "--data", category, *GRID, "--engine", "ray",
-                           "--out", out, "--resume")
+    code, _, err = run_cli(
+        capsys,
+        "benchmark",
+        "--methods",
+        *METHODS,
+        "--data",
+        category,
+        *GRID,
+        "--engine",
+        "ray",
+        "--out",
+        out,
+        "--resume",
+    )
     assert code == 0, err
     assert "resume: 2 of 4 runs already in" in err and "running the other 2" in err
     after = (out / "results.csv").read_text().splitlines(keepends=True)
@@ -121,8 +151,9 @@ def test_resume_refuses_rows_recorded_with_other_settings(grids, category, tmp_p
     out = tmp_path / "other"
     shutil.copytree(grids[0], out)
     changed = [a if a != "64" else "96" for a in GRID]
-    code, _, err = run_cli(capsys, "benchmark", "--methods", *METHODS, "--data", category, *changed, "--out", out,
-                           "--resume")
+    code, _, err = run_cli(
+        capsys, "benchmark", "--methods", *METHODS, "--data", category, *changed, "--out", out, "--resume"
+    )
     assert code == 2
     assert "cannot resume" in err and "image_size: '64' in results.csv, '96' now" in err
     assert str(out / "results.csv") in err
@@ -134,8 +165,25 @@ def test_a_failing_run_is_recorded_and_the_grid_goes_on(category, tmp_path, caps
     broken = shutil.copytree(category, tmp_path / "broken" / "broken_part")
     (sorted((broken / "train" / "good").glob("*.png"))[0]).write_bytes(b"not a png")
     out = tmp_path / "out"
-    code, _, err = run_cli(capsys, "benchmark", "--methods", "patchcore", "--data", category, broken,
-                           "--seeds", "0", "--image-size", "64", "--device", "cpu", "--engine", "ray", "--out", out)
+    code, _, err = run_cli(
+        capsys,
+        "benchmark",
+        "--methods",
+        "patchcore",
+        "--data",
+        category,
+        broken,
+        "--seeds",
+        "0",
+        "--image-size",
+        "64",
+        "--device",
+        "cpu",
+        "--engine",
+        "ray",
+        "--out",
+        out,
+    )
     assert code == 1
     rows = read_csv(out / "results.csv")
     assert [r["category"] for r in rows] == ["textured_part", "broken_part"]
@@ -150,26 +198,60 @@ def test_a_failing_run_is_recorded_and_the_grid_goes_on(category, tmp_path, caps
 @pytest.fixture(scope="module")
 def model_file(category, tmp_path_factory) -> Path:
     path = tmp_path_factory.mktemp("ray-model") / "model.pt"
-    assert main(["train", "--method", "patchcore", "--data", str(category), "--out", str(path), "--image-size", "64",
-                 "--device", "cpu", "--no-cache"]) == 0
+    assert (
+        main(
+            [
+                "train",
+                "--method",
+                "patchcore",
+                "--data",
+                str(category),
+                "--out",
+                str(path),
+                "--image-size",
+                "64",
+                "--device",
+                "cpu",
+                "--no-cache",
+            ]
+        )
+        == 0
+    )
     return path
 
 
-def test_ray_predict_gives_local_scores_and_reports_unreadable_files(category, model_file, tmp_path, capsys,
-                                                                     ray_cluster):
+def test_ray_predict_gives_local_scores_and_reports_unreadable_files(
+    category, model_file, tmp_path, capsys, ray_cluster
+):
     images = shutil.copytree(category / "test", tmp_path / "images")
     (images / "good" / "corrupt.png").write_bytes(b"\x89PNG\r\n\x1a\n cut short")
     (images / "broken-link.png").symlink_to(tmp_path / "nowhere.png")
     threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # as each Ray actor: float sums then run in the same order, so scores are equal bit for bit
+    torch.set_num_threads(
+        1
+    )  # as each Ray actor: float sums then run in the same order, so scores are equal bit for bit
     try:
-        code, out_local, err = run_cli(capsys, "predict", "--model", model_file, "--input", images, "--recursive",
-                                       "--out", tmp_path / "local")
+        code, out_local, err = run_cli(
+            capsys, "predict", "--model", model_file, "--input", images, "--recursive", "--out", tmp_path / "local"
+        )
     finally:
         torch.set_num_threads(threads)
     assert code == 0, err
-    code, out_ray, err = run_cli(capsys, "predict", "--model", model_file, "--input", images, "--recursive",
-                                 "--out", tmp_path / "ray", "--engine", "ray", "--workers", "2")
+    code, out_ray, err = run_cli(
+        capsys,
+        "predict",
+        "--model",
+        model_file,
+        "--input",
+        images,
+        "--recursive",
+        "--out",
+        tmp_path / "ray",
+        "--engine",
+        "ray",
+        "--workers",
+        "2",
+    )
     assert code == 0, err
     assert "unreadable" in err and "corrupt.png" in err
     local = [json.loads(line) for line in (tmp_path / "local" / "predictions.jsonl").read_text().splitlines()]
@@ -193,18 +275,43 @@ def test_ray_predict_on_an_onnx_model_gives_local_records(tmp_path, tmp_path_fac
     data, onnx_path = tiny_onnx_model(tmp_path_factory)
     runs = {}
     for engine in ("local", "ray"):
-        code, out, err = run_cli(capsys, "predict", "--model", onnx_path, "--input", data / "test", "--recursive",
-                                 "--out", tmp_path / engine, "--engine", engine, *(["--workers", "1"] if engine == "ray" else []))
+        code, out, err = run_cli(
+            capsys,
+            "predict",
+            "--model",
+            onnx_path,
+            "--input",
+            data / "test",
+            "--recursive",
+            "--out",
+            tmp_path / engine,
+            "--engine",
+            engine,
+            *(["--workers", "1"] if engine == "ray" else []),
+        )
         assert code == 0, err
-        runs[engine] = [json.loads(line) for p in sorted((tmp_path / engine).glob("predictions*.jsonl"))
-                        for line in p.read_text().splitlines()]
+        runs[engine] = [
+            json.loads(line)
+            for p in sorted((tmp_path / engine).glob("predictions*.jsonl"))
+            for line in p.read_text().splitlines()
+        ]
     assert len(runs["local"]) == len(list((data / "test").rglob("*.png"))) > 0
     assert sorted(runs["local"], key=lambda r: r["file"]) == sorted(runs["ray"], key=lambda r: r["file"])
 
 
 def test_ray_only_options_need_the_ray_engine(category, model_file, tmp_path, capsys):
-    code, _, err = run_cli(capsys, "predict", "--model", model_file, "--input", category / "test" / "good",
-                           "--out", tmp_path / "p", "--workers", "2")
+    code, _, err = run_cli(
+        capsys,
+        "predict",
+        "--model",
+        model_file,
+        "--input",
+        category / "test" / "good",
+        "--out",
+        tmp_path / "p",
+        "--workers",
+        "2",
+    )
     assert code == 2 and "--workers needs --engine ray" in err
     code, _, err = run_cli(capsys, "benchmark", "--data", category, "--out", tmp_path / "b", "--ray-address", "auto")
     assert code == 2 and "--ray-address needs --engine ray" in err
@@ -220,9 +327,31 @@ def test_without_ray_the_error_names_the_extra(monkeypatch):
 
 def test_without_ray_the_commands_stop_before_writing_anything(category, model_file, tmp_path, capsys, monkeypatch):
     monkeypatch.setitem(sys.modules, "ray", None)
-    code, _, err = run_cli(capsys, "benchmark", "--data", category, "--seeds", "0", "--image-size", "64",
-                           "--engine", "ray", "--out", tmp_path / "b")
+    code, _, err = run_cli(
+        capsys,
+        "benchmark",
+        "--data",
+        category,
+        "--seeds",
+        "0",
+        "--image-size",
+        "64",
+        "--engine",
+        "ray",
+        "--out",
+        tmp_path / "b",
+    )
     assert code == 2 and "pip install 'defectkit[ray]'" in err and not (tmp_path / "b").exists()
-    code, _, err = run_cli(capsys, "predict", "--model", model_file, "--input", category / "test" / "good",
-                           "--out", tmp_path / "p", "--engine", "ray")
+    code, _, err = run_cli(
+        capsys,
+        "predict",
+        "--model",
+        model_file,
+        "--input",
+        category / "test" / "good",
+        "--out",
+        tmp_path / "p",
+        "--engine",
+        "ray",
+    )
     assert code == 2 and "pip install 'defectkit[ray]'" in err and not (tmp_path / "p").exists()

@@ -7,9 +7,8 @@ import pytest
 import torch
 
 from defectkit.data import MVTecCategory, make_demo_dataset
-from defectkit.models.components.training import FIT_INFO_KEYS
 from defectkit.models import available_methods, load_model, method_class
-from defectkit.models.realnet.model import RealNet
+from defectkit.models.components.training import FIT_INFO_KEYS
 from defectkit.models.realnet.afs import (
     AFSAccumulator,
     afs_channel_losses,
@@ -17,6 +16,7 @@ from defectkit.models.realnet.afs import (
     random_channels,
     select_channels,
 )
+from defectkit.models.realnet.model import RealNet
 from defectkit.models.realnet.rrs import (
     Discriminator,
     ResidualSelector,

@@ -9,9 +9,9 @@ import pytest
 import torch
 from PIL import Image
 
-from defectkit.viz.overlay import heatmap_overlay, jet, mask_contour, save_overlay, to_uint8_rgb
 from defectkit.viz import plots
 from defectkit.viz.html import image_data_uri, json_script, table
+from defectkit.viz.overlay import heatmap_overlay, jet, mask_contour, save_overlay, to_uint8_rgb
 from defectkit.viz.report import metrics_text_table
 
 
@@ -59,8 +59,9 @@ def test_mask_contour_drawn():
 
 
 def test_save_overlay_with_original(tmp_path):
-    p = save_overlay(tmp_path / "sub" / "x.png", np.zeros((32, 32, 3), np.uint8), np.zeros((8, 8)), 0, 1,
-                     with_original=True)
+    p = save_overlay(
+        tmp_path / "sub" / "x.png", np.zeros((32, 32, 3), np.uint8), np.zeros((8, 8)), 0, 1, with_original=True
+    )
     assert Image.open(p).size == (32 * 2 + 4, 32)
 
 
@@ -72,12 +73,17 @@ def test_metrics_text_table():
 def test_plots_are_standalone_svg_with_ids_unique_across_plots():
     fpr = np.linspace(0, 1, 50)
     svgs = [
-        plots.roc_plot({"fpr": fpr, "tpr": np.sqrt(fpr)}, {"fpr": fpr, "tpr": fpr ** 0.3}, 0.9, 0.95),
+        plots.roc_plot({"fpr": fpr, "tpr": np.sqrt(fpr)}, {"fpr": fpr, "tpr": fpr**0.3}, 0.9, 0.95),
         plots.pr_plot({"recall": fpr, "precision": 1 - fpr / 2}, {"recall": fpr, "precision": 1 - fpr}, 0.5, 0.8),
         plots.pro_plot({"fpr": fpr, "pro": np.sqrt(fpr)}, 0.7),
         plots.histogram_plot(np.r_[np.zeros(5), np.ones(5)], np.r_[np.zeros(5), np.ones(5)], 0.5, "t")[0],
-        plots.bar_chart(["a", "b"], {"m1": ([1.0, 2.0], [0.1, float("nan")]), "m2": ([3.0, None], [0.2, 0.0])},
-                        "s", "Training time", "train"),
+        plots.bar_chart(
+            ["a", "b"],
+            {"m1": ([1.0, 2.0], [0.1, float("nan")]), "m2": ([3.0, None], [0.2, 0.0])},
+            "s",
+            "Training time",
+            "train",
+        ),
     ]
     ids = []
     for svg in svgs:
@@ -99,7 +105,9 @@ def test_histogram_geometry_places_the_threshold_inside_the_axes():
 
 def test_json_script_cannot_close_its_tag_and_tables_escape():
     text = json_script("d", {"a": "</script><b>"})
-    assert text.count("</script>") == 1 and json.loads(text[text.index(">") + 1 : text.rindex("<")]) == {"a": "</script><b>"}
+    assert text.count("</script>") == 1 and json.loads(text[text.index(">") + 1 : text.rindex("<")]) == {
+        "a": "</script><b>"
+    }
     with pytest.raises(ValueError):
         json_script("d", {"a": float("nan")})  # the page's script could not parse NaN
     assert "&lt;b&gt;" in table(["x"], [["<b>"]])
@@ -110,6 +118,8 @@ def test_image_data_uri_is_a_small_jpeg(tmp_path):
     Image.fromarray(rng.integers(0, 255, (300, 2000, 3), dtype=np.uint8)).save(tmp_path / "big.png")
     uri = image_data_uri(tmp_path / "big.png", max_width=500)
     assert uri.startswith("data:image/jpeg;base64,")
-    import base64, io
+    import base64
+    import io
+
     im = Image.open(io.BytesIO(base64.b64decode(uri.split(",", 1)[1])))
     assert im.size == (500, 75)

@@ -34,8 +34,15 @@ sync_api = pytest.importorskip(
     "playwright.sync_api", reason="playwright is not installed (pip install -c constraints.txt 'defectkit[test]')"
 )
 
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync", "--no-first-run"]
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
 PLOTS = ("plot-histogram", "plot-roc", "plot-pr", "plot-pro")
 
 
@@ -49,10 +56,12 @@ def runs(tmp_path_factory):
     model.thresholds_ = None  # first the page of a model that stores no threshold
     plain = run_test(model, data.test, root / "plain", "browser test run", extra={"data": "demo"}, progress=False)
     scores = np.array([r["score"] for r in plain.result.rows])
-    model.thresholds_ = Thresholds(image=float(np.quantile(scores, 0.55)), rule="fpr", fpr=0.01,
-                                   source="held-out normal images")
-    stored = run_test(model, data.test, root / "stored", "browser test run, stored threshold",
-                      extra={"data": "demo"}, progress=False)
+    model.thresholds_ = Thresholds(
+        image=float(np.quantile(scores, 0.55)), rule="fpr", fpr=0.01, source="held-out normal images"
+    )
+    stored = run_test(
+        model, data.test, root / "stored", "browser test run, stored threshold", extra={"data": "demo"}, progress=False
+    )
     return plain, stored
 
 
@@ -86,8 +95,14 @@ def open_page(browser, path: Path):
     problems = []
     page.on("console", lambda m: problems.append(f"console {m.type}: {m.text}") if m.type == "error" else None)
     page.on("pageerror", lambda e: problems.append(f"page error: {e}"))
-    page.on("request", lambda r: problems.append(f"request: {r.url}")
-            if not (r.url.startswith("file:") or r.url.startswith("data:")) else None)
+    page.on(
+        "request",
+        lambda r: (
+            problems.append(f"request: {r.url}")
+            if not (r.url.startswith("file:") or r.url.startswith("data:"))
+            else None
+        ),
+    )
     page.goto(path.resolve().as_uri())
     page.wait_for_load_state("load")
     return page, problems

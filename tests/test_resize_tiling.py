@@ -34,10 +34,27 @@ def tiny_params(name, root: Path):
         "patchcore": {},
         "simplenet": dict(epochs=2, feature_batch_size=256),
         "realnet": dict(epochs=1, pool_size=8, textures=str(textures)),
-        "prn": dict(epochs=1, pool_size=8, train_batch_size=4, head_dim=2, decoder_channels=(8, 8, 8),
-                    val_anomalies_per_image=1, val_fraction=0.25, textures=str(textures)),
-        "mlff": dict(epochs=1, repeat=2, width=8, feature_dim=4, tem_levels=4, ptfem_levels=3, train_batch_size=4,
-                     val_fraction=0.25, val_anomalies_per_image=1),
+        "prn": dict(
+            epochs=1,
+            pool_size=8,
+            train_batch_size=4,
+            head_dim=2,
+            decoder_channels=(8, 8, 8),
+            val_anomalies_per_image=1,
+            val_fraction=0.25,
+            textures=str(textures),
+        ),
+        "mlff": dict(
+            epochs=1,
+            repeat=2,
+            width=8,
+            feature_dim=4,
+            tem_levels=4,
+            ptfem_levels=3,
+            train_batch_size=4,
+            val_fraction=0.25,
+            val_anomalies_per_image=1,
+        ),
     }[name]
 
 
@@ -54,8 +71,9 @@ def stretch(root: Path, width: int, height: int) -> Path:
 def wide(tmp_path_factory):
     """A demo category of 64 x 32 px images (aspect ratio 2)."""
     root = tmp_path_factory.mktemp("wide")
-    data = MVTecCategory(stretch(make_demo_dataset(root / "data", n_train=8, n_test_good=2, n_test_defect=3, size=64),
-                                 64, 32))
+    data = MVTecCategory(
+        stretch(make_demo_dataset(root / "data", n_train=8, n_test_good=2, n_test_defect=3, size=64), 64, 32)
+    )
     return root, data
 
 
@@ -117,8 +135,16 @@ def test_metrics_leave_invalid_pixels_out_of_the_pool():
 @pytest.mark.parametrize("name", METHODS)
 def test_padding_never_scores_above_the_normal_background(wide, name):
     root, data = wide
-    model = build_model(name, tiny_params(name, root), image_size=64, device="cpu", seed=0, resize="keep",
-                        cache_dir=str(root / "cache"), use_cache=False).fit(data, progress=False)
+    model = build_model(
+        name,
+        tiny_params(name, root),
+        image_size=64,
+        device="cpu",
+        seed=0,
+        resize="keep",
+        cache_dir=str(root / "cache"),
+        use_cache=False,
+    ).fit(data, progress=False)
     batch, _, _ = load_batch(data.test, model.preprocess)
     assert batch.padded and batch.boxes[0].height == 32 and batch.boxes[0].width == 64
     scores, maps = model.predict(batch)
@@ -143,7 +169,8 @@ def test_padding_never_scores_above_the_normal_background(wide, name):
 def test_keep_model_file_and_scorer_keep_the_padding_rule(wide, tmp_path):
     root, data = wide
     model = build_model("patchcore", {}, image_size=64, device="cpu", resize="keep", use_cache=False).fit(
-        data, progress=False)
+        data, progress=False
+    )
     path = model.save(tmp_path / "keep.pt")
     loaded = load_model(path, device="cpu")
     assert loaded.resize == "keep" and loaded.preprocess == model.preprocess
@@ -161,7 +188,8 @@ def test_keep_on_square_images_equals_square(tmp_path):
     data = MVTecCategory(make_demo_dataset(tmp_path / "sq", n_train=6, n_test_good=2, n_test_defect=3, size=64))
     a = build_model("patchcore", {}, image_size=64, device="cpu", use_cache=False).fit(data, progress=False)
     b = build_model("patchcore", {}, image_size=64, device="cpu", resize="keep", use_cache=False).fit(
-        data, progress=False)
+        data, progress=False
+    )
     ra, rb = evaluate_model(a, data, warmup=False), evaluate_model(b, data, warmup=False)
     assert ra.metrics == rb.metrics and rb.valid is None
 
@@ -242,8 +270,17 @@ def large(tmp_path_factory):
 @pytest.mark.parametrize("name", METHODS)
 def test_tiled_model_predicts_stitched_native_maps(large, name):
     root, paths, mask = large
-    model = build_model(name, tiny_params(name, root), image_size=64, tile_size=64, tile_overlap=16, device="cpu",
-                        seed=0, cache_dir=str(root / "cache"), use_cache=False).fit(paths, progress=False)
+    model = build_model(
+        name,
+        tiny_params(name, root),
+        image_size=64,
+        tile_size=64,
+        tile_overlap=16,
+        device="cpu",
+        seed=0,
+        cache_dir=str(root / "cache"),
+        use_cache=False,
+    ).fit(paths, progress=False)
     info = model.fit_info_["tiles"]
     assert info == {"size": 64, "overlap": 16, "source_images": 4, "tiles": 4 * Tiling(64, 16).count(H, W)}
     if "val_image_names" in model.fit_info_ and model.fit_info_["val_image_names"]:
@@ -258,15 +295,25 @@ def test_tiled_model_predicts_stitched_native_maps(large, name):
 
 def test_tiling_finds_a_small_defect_and_evaluates_at_native_resolution(large, tmp_path):
     root, paths, mask = large
-    model = build_model("patchcore", {}, image_size=64, tile_size=64, tile_overlap=16, device="cpu",
-                        cache_dir=str(root / "cache"), use_cache=False).fit(paths, progress=False)
+    model = build_model(
+        "patchcore",
+        {},
+        image_size=64,
+        tile_size=64,
+        tile_overlap=16,
+        device="cpu",
+        cache_dir=str(root / "cache"),
+        use_cache=False,
+    ).fit(paths, progress=False)
     scores, maps = model.predict([root / "test" / "bad.png", root / "test" / "good.png"])
     peak = np.unravel_index(np.argmax(maps[0]), maps[0].shape)
     assert mask[peak] and scores[0] > scores[1]
     from defectkit.data import Sample
 
-    test = [Sample(root / "test" / "bad.png", 1, "spot", root / "test" / "bad_mask.png"),
-            Sample(root / "test" / "good.png", 0, "good", None)]
+    test = [
+        Sample(root / "test" / "bad.png", 1, "spot", root / "test" / "bad_mask.png"),
+        Sample(root / "test" / "good.png", 0, "good", None),
+    ]
     result = evaluate_model(model, test, warmup=False)
     assert result.resolution == "native" and result.maps.shape == (2, H, W)
     assert result.masks[0].sum() == 36 and result.metrics["image_auroc"] == 1.0
@@ -285,8 +332,16 @@ def test_tiled_prn_learns_from_tiles_of_its_seen_defects(large):
     from defectkit.data import Sample
 
     seen = [Sample(root / "test" / "bad.png", 1, "spot", root / "test" / "bad_mask.png")]
-    model = build_model("prn", tiny_params("prn", root), image_size=64, tile_size=64, tile_overlap=16,
-                        device="cpu", cache_dir=str(root / "cache"), use_cache=False)
+    model = build_model(
+        "prn",
+        tiny_params("prn", root),
+        image_size=64,
+        tile_size=64,
+        tile_overlap=16,
+        device="cpu",
+        cache_dir=str(root / "cache"),
+        use_cache=False,
+    )
     tiles = model.tile_samples(seen)
     assert tiles and all(load_masks([t], Preprocess(64))[0].sum() > 0 for t in tiles)
     model.fit(paths, progress=False, seen=seen)
@@ -305,16 +360,59 @@ def test_cli_train_test_predict_with_keep_and_tiles(wide, large, tmp_path, capsy
 
     root, data = wide
     small = ["--image-size", "64", "--no-cache", "--device", "cpu", "--cache-dir", str(tmp_path / "cache")]
-    assert main(["train", "--data", str(data.root), "--out", str(tmp_path / "keep.pt"), "--resize", "keep"] + small) == 0
+    assert (
+        main(["train", "--data", str(data.root), "--out", str(tmp_path / "keep.pt"), "--resize", "keep"] + small) == 0
+    )
     assert "resize keep" in capsys.readouterr().out
-    assert main(["test", "--model", str(tmp_path / "keep.pt"), "--data", str(data.root), "--out",
-                 str(tmp_path / "keep_run"), "--no-cache"]) == 0
+    assert (
+        main(
+            [
+                "test",
+                "--model",
+                str(tmp_path / "keep.pt"),
+                "--data",
+                str(data.root),
+                "--out",
+                str(tmp_path / "keep_run"),
+                "--no-cache",
+            ]
+        )
+        == 0
+    )
     assert (tmp_path / "keep_run" / "metrics.json").is_file()
     big_root, _, _ = large
-    assert main(["train", "--data", str(big_root / "train"), "--out", str(tmp_path / "tiled.pt"), "--tile", "64",
-                 "--tile-overlap", "16"] + small) == 0
+    assert (
+        main(
+            [
+                "train",
+                "--data",
+                str(big_root / "train"),
+                "--out",
+                str(tmp_path / "tiled.pt"),
+                "--tile",
+                "64",
+                "--tile-overlap",
+                "16",
+            ]
+            + small
+        )
+        == 0
+    )
     assert "tiles 64px overlap 16px" in capsys.readouterr().out
-    assert main(["predict", "--model", str(tmp_path / "tiled.pt"), "--input", str(big_root / "test" / "bad.png"),
-                 str(big_root / "test" / "good.png"), "--out", str(tmp_path / "pred")]) == 0
+    assert (
+        main(
+            [
+                "predict",
+                "--model",
+                str(tmp_path / "tiled.pt"),
+                "--input",
+                str(big_root / "test" / "bad.png"),
+                str(big_root / "test" / "good.png"),
+                "--out",
+                str(tmp_path / "pred"),
+            ]
+        )
+        == 0
+    )
     overlay = Image.open(tmp_path / "pred" / "overlays" / "bad.png")
     assert overlay.size == (W, H)  # drawn at native resolution

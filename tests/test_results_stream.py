@@ -17,9 +17,19 @@ from defectkit.engine.results_stream import ResultsStream, read_rows, stream_col
 
 def test_appended_rows_are_on_disk_at_once_and_read_back_exactly(tmp_path):
     path = tmp_path / "results.csv"
-    row = {"method": "patchcore", "variant": "patchcore", "category": "c", "seed": 3, "image_size": 64,
-           "image_auroc": 0.1 + 0.2, "pixel_auroc": float("nan"), "crop_size": "", "feature_cache": False,
-           "method_params": '{"k": 1}', "error": ""}
+    row = {
+        "method": "patchcore",
+        "variant": "patchcore",
+        "category": "c",
+        "seed": 3,
+        "image_size": 64,
+        "image_auroc": 0.1 + 0.2,
+        "pixel_auroc": float("nan"),
+        "crop_size": "",
+        "feature_cache": False,
+        "method_params": '{"k": 1}',
+        "error": "",
+    }
     with ResultsStream(path, stream_columns()) as stream:
         stream.append(row)
         on_disk = read_rows(path)  # while still open: flushed
@@ -52,8 +62,16 @@ def test_local_engine_records_a_failing_run_and_goes_on(tmp_path):
     broken = shutil.copytree(good, tmp_path / "more" / "broken_part")
     sorted((broken / "train" / "good").glob("*.png"))[0].write_bytes(b"not a png")
     out = tmp_path / "out"
-    rows = run_benchmark(["patchcore"], [broken, good], seeds=[0], image_size=64, device="cpu", out_dir=out,
-                         progress=False, command="pytest")
+    rows = run_benchmark(
+        ["patchcore"],
+        [broken, good],
+        seeds=[0],
+        image_size=64,
+        device="cpu",
+        out_dir=out,
+        progress=False,
+        command="pytest",
+    )
     assert [r["category"] for r in rows] == ["broken_part", "textured_part"]
     assert rows[0]["error"] and math.isnan(rows[0]["image_auroc"]) and rows[1]["error"] == ""
     with open(out / "results.csv", newline="") as f:

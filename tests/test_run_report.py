@@ -153,8 +153,10 @@ def test_page_sections_data_and_self_containment(tiny):
         assert f'id="{pid}"' in html
     assert "tiny &lt;run&gt;" in html and "display only" in html
     assert not re.search(r'(src|href)="(https?:)?//', html)  # nothing loaded from elsewhere
-    assert html.count("data:image/jpeg;base64,") == sum(len(json.loads((run.report.parent / "run.json").read_text())
-                                                              ["overlays"][k]["items"]) for k in ("false_alarms", "escapes", "examples"))
+    assert html.count("data:image/jpeg;base64,") == sum(
+        len(json.loads((run.report.parent / "run.json").read_text())["overlays"][k]["items"])
+        for k in ("false_alarms", "escapes", "examples")
+    )
     blob = re.search(r'<script type="application/json" id="run-data">(.*?)</script>', html, re.S).group(1)
     d = json.loads(blob)
     assert d["scores"] == [r["score"] for r in run.result.rows] and len(d["labels"]) == len(data.test)
@@ -204,7 +206,11 @@ def test_a_stored_threshold_starts_the_page(tiny, tmp_path):
     assert not stale.exists()
     assert rec["threshold"]["origin"] == "model" and rec["threshold"]["image"] == float(np.median(scores))
     html = stored.report.read_text()
-    assert "stored threshold" in html and "1 % of the held-out normal images" in html and "display only" not in html.split('id="threshold-origin"')[1][:400]
+    assert (
+        "stored threshold" in html
+        and "1 % of the held-out normal images" in html
+        and "display only" not in html.split('id="threshold-origin"')[1][:400]
+    )
     fa = rec["overlays"]["false_alarms"]["items"]
     good_scores = sorted((s for s, label in zip(scores, [x.label for x in data.test]) if label == 0), reverse=True)
     assert [it["score"] for it in fa] == [s for s in good_scores if s >= np.median(scores)][: len(fa)]
@@ -284,10 +290,21 @@ def test_page_stays_under_5_mb_for_100_test_images(tmp_path):
     maps = (rng.random(masks.shape, dtype=np.float32) + 0.8 * masks).astype(np.float32)
     labels = np.array([s.label for s in samples])
     scores = maps.reshape(100, -1).max(axis=1).astype(np.float64) + 0.2 * labels * rng.random(100)
-    rows = [{"path": str(s.path), "defect_type": s.defect_type, "label": s.label, "score": float(sc),
-             "predicted_label": 0} for s, sc in zip(samples, scores)]
-    result = EvaluationResult(metrics=M.evaluate(labels, scores, masks, maps), rows=rows, samples=samples,
-                              scores=scores, maps=maps, masks=masks, infer_seconds=1.0, resolution=64, batch_size=8)
+    rows = [
+        {"path": str(s.path), "defect_type": s.defect_type, "label": s.label, "score": float(sc), "predicted_label": 0}
+        for s, sc in zip(samples, scores)
+    ]
+    result = EvaluationResult(
+        metrics=M.evaluate(labels, scores, masks, maps),
+        rows=rows,
+        samples=samples,
+        scores=scores,
+        maps=maps,
+        masks=masks,
+        infer_seconds=1.0,
+        resolution=64,
+        batch_size=8,
+    )
     run = write_test_run(_RecordOnlyModel(256), result, tmp_path / "run", "size check", n_examples=6)
     size = run.report.stat().st_size
     assert 500_000 < size < 5 * 1024 * 1024, size
@@ -300,11 +317,26 @@ def _rows():
     for method in ("patchcore", "simplenet"):
         for cat in ("bottle", "metal_plate"):
             for seed in (0, 1, 2):
-                out.append({"method": method, "variant": method, "backbone": "efficientnet_lite0", "category": cat,
-                            "seed": seed, "image_auroc": 0.9 + 0.01 * seed, "pixel_auroc": 0.95, "aupro": 0.8,
-                            "pixel_ap": 0.5, "image_f1_max": 0.9, "pixel_f1_max": 0.5, "train_seconds": 10.0 + seed,
-                            "infer_ms_per_image": 5.0, "peak_rss_mb": 100.0, "throughput_img_s": 20.0 * (1 + seed),
-                            "run_page": f"runs/{method}-{cat}-seed{seed}/report.html"})
+                out.append(
+                    {
+                        "method": method,
+                        "variant": method,
+                        "backbone": "efficientnet_lite0",
+                        "category": cat,
+                        "seed": seed,
+                        "image_auroc": 0.9 + 0.01 * seed,
+                        "pixel_auroc": 0.95,
+                        "aupro": 0.8,
+                        "pixel_ap": 0.5,
+                        "image_f1_max": 0.9,
+                        "pixel_f1_max": 0.5,
+                        "train_seconds": 10.0 + seed,
+                        "infer_ms_per_image": 5.0,
+                        "peak_rss_mb": 100.0,
+                        "throughput_img_s": 20.0 * (1 + seed),
+                        "run_page": f"runs/{method}-{cat}-seed{seed}/report.html",
+                    }
+                )
     return out
 
 
@@ -316,7 +348,9 @@ def test_benchmark_page_tables_charts_and_links(tmp_path):
     view = benchmark_view(rows, env, [0, 1, 2], "defectkit benchmark ...", tmp_path)
     assert view["categories"] == ["bottle", "metal_plate", "mean"]
     train = next(c for c in view["charts"] if c["id"] == "train-seconds")
-    assert train["series"]["patchcore"][0] == [pytest.approx(11.0)] * 2 and train["series"]["patchcore"][1][0] == pytest.approx(1.0)
+    assert train["series"]["patchcore"][0] == [pytest.approx(11.0)] * 2 and train["series"]["patchcore"][1][
+        0
+    ] == pytest.approx(1.0)
     thr = next(c for c in view["charts"] if c["id"] == "throughput-img-s")
     assert thr["series"]["simplenet"][0][0] == pytest.approx(40.0)
     path = write_benchmark_page(tmp_path, rows, env, [0, 1, 2], "defectkit benchmark ...")
@@ -324,8 +358,9 @@ def test_benchmark_page_tables_charts_and_links(tmp_path):
     assert "91.0 ± 1.0" in html  # I-AUROC mean ± std over seeds 0.90, 0.91, 0.92
     assert html.count("run page</a>") == 1 and 'href="runs/patchcore-bottle-seed0/report.html"' in html
     assert 'id="plot-train-seconds"' in html and 'id="plot-throughput-img-s"' in html and "test machine" in html
-    (tmp_path / "results.json").write_text(json.dumps({"rows": rows, "seeds": [0, 1, 2], "environment": env,
-                                                       "command": "cmd"}))
+    (tmp_path / "results.json").write_text(
+        json.dumps({"rows": rows, "seeds": [0, 1, 2], "environment": env, "command": "cmd"})
+    )
     with pytest.raises(FileExistsError, match="--force"):
         benchmark_page_from_dir(tmp_path)
     assert write_page(tmp_path, overwrite=True) == path

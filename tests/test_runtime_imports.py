@@ -8,10 +8,20 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 RUNTIME_MODULES = [
-    "defectkit.cli", "defectkit.deploy.loading", "defectkit.deploy.onnx_scorer", "defectkit.deploy.onnx_model",
-    "defectkit.deploy.onnx_thresholds", "defectkit.deploy.thresholds", "defectkit.deploy.regions",
-    "defectkit.engine.predict", "defectkit.engine.inputs", "defectkit.engine.speed", "defectkit.data.preprocess",
-    "defectkit.data.images", "defectkit.utils.atomic", "defectkit.viz.overlay",
+    "defectkit.cli",
+    "defectkit.deploy.loading",
+    "defectkit.deploy.onnx_scorer",
+    "defectkit.deploy.onnx_model",
+    "defectkit.deploy.onnx_thresholds",
+    "defectkit.deploy.thresholds",
+    "defectkit.deploy.regions",
+    "defectkit.engine.predict",
+    "defectkit.engine.inputs",
+    "defectkit.engine.speed",
+    "defectkit.data.preprocess",
+    "defectkit.data.images",
+    "defectkit.utils.atomic",
+    "defectkit.viz.overlay",
 ]
 
 

@@ -20,9 +20,11 @@ REPO = Path(__file__).resolve().parents[1]
 
 pytestmark = [
     pytest.mark.slow,
-    pytest.mark.skipif(os.environ.get(ENV_FLAG) != "1",
-                       reason=f"builds a fresh venv and runs `pip install .` (minutes, needs the package index); "
-                              f"set {ENV_FLAG}=1 to run it (.ci/run does)"),
+    pytest.mark.skipif(
+        os.environ.get(ENV_FLAG) != "1",
+        reason=f"builds a fresh venv and runs `pip install .` (minutes, needs the package index); "
+        f"set {ENV_FLAG}=1 to run it (.ci/run does)",
+    ),
 ]
 
 
@@ -55,8 +57,11 @@ def test_runtime_install_has_no_torch_and_predicts_with_an_onnx_model(tmp_path):
     assert no_torch.returncode != 0 and "No module named 'torch'" in no_torch.stderr
     out = tmp_path / "predictions"
     env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV")}
-    done = _run([defectkit, "predict", "--model", onnx_path, "--input", data / "test", "--recursive", "--out", out],
-                env=env, cwd=tmp_path)
+    done = _run(
+        [defectkit, "predict", "--model", onnx_path, "--input", data / "test", "--recursive", "--out", out],
+        env=env,
+        cwd=tmp_path,
+    )
     assert done.returncode == 0, done.stderr[-3000:]
     records = [json.loads(line) for line in (out / "predictions.jsonl").read_text().splitlines()]
     assert len(records) == len(list((data / "test").rglob("*.png")))

@@ -94,6 +94,8 @@ def test_validation_scores_is_the_plain_mean_of_the_chosen_metrics():
     assert three["image_auroc"] == 0.75
     assert three["score"] == pytest.approx((three["image_auroc"] + three["pixel_auroc"] + three["aupro"]) / 3)
     four = validation_scores(labels, scores, masks, maps, ("image_auroc", "pixel_auroc", "aupro", "pixel_ap"))
-    assert four["score"] == pytest.approx(np.mean([four[k] for k in ("image_auroc", "pixel_auroc", "aupro", "pixel_ap")]))
+    assert four["score"] == pytest.approx(
+        np.mean([four[k] for k in ("image_auroc", "pixel_auroc", "aupro", "pixel_ap")])
+    )
     with pytest.raises(ValueError, match="unknown validation metrics"):
         validation_scores(labels, scores, masks, maps, ("accuracy",))

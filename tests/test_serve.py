@@ -9,10 +9,10 @@ shared data; the load test with bottle images is tests/test_serve_load.py.
 from __future__ import annotations
 
 import asyncio
-import os
 import io
 import json
 import logging
+import os
 import signal
 import struct
 import threading
@@ -40,8 +40,9 @@ from defectkit.serve.settings import ServeSettings  # noqa: E402
 def category(tmp_path_factory) -> Path:
     from defectkit.data import make_demo_dataset
 
-    return make_demo_dataset(tmp_path_factory.mktemp("serve-data"), seed=0, n_train=6, n_test_good=1,
-                             n_test_defect=3, size=64)
+    return make_demo_dataset(
+        tmp_path_factory.mktemp("serve-data"), seed=0, n_train=6, n_test_good=1, n_test_defect=3, size=64
+    )
 
 
 @pytest.fixture(scope="module")
@@ -166,8 +167,10 @@ def test_every_malformed_upload_gets_its_status_and_the_service_keeps_answering(
         "50 MB": (413, {"files": {"file": ("big.png", b"\x89PNG\r\n\x1a\n" + bytes(50 * 1024 * 1024), "image/png")}}),
         "30000 x 30000 PNG bomb": (413, {"files": {"file": ("bomb.png", png_bomb(), "image/png")}}),
         "wrong field": (422, {"files": {"image": ("a.png", good, "image/png")}}),
-        "text field instead of a file": (422, {"data": {"file": "a.png"},
-                                               "files": {"note": ("n.txt", b"x", "text/plain")}}),
+        "text field instead of a file": (
+            422,
+            {"data": {"file": "a.png"}, "files": {"note": ("n.txt", b"x", "text/plain")}},
+        ),
         "form instead of multipart": (415, {"data": {"file": "a.png"}}),
         "wrong content type (raw body)": (415, {"content": good, "headers": {"content-type": "image/png"}}),
         "bad query parameter": (422, {"files": {"file": ("a.png", good, "image/png")}, "params": {"mask": "maybe"}}),
@@ -222,8 +225,10 @@ def test_v2_endpoints_answer_requests_built_from_the_protocol(client, scorer, im
 
     arrays = np.stack([np.asarray(Image.open(p).convert("RGB")) for p in images[:2]])
     expected = offline_scores(scorer, images[:2])
-    uint8 = {"id": "req-1", "inputs": [{"name": "image", "shape": [2, 64, 64, 3], "datatype": "UINT8",
-                                        "data": arrays.ravel().tolist()}]}
+    uint8 = {
+        "id": "req-1",
+        "inputs": [{"name": "image", "shape": [2, 64, 64, 3], "datatype": "UINT8", "data": arrays.ravel().tolist()}],
+    }
     r = client.post("/v2/models/parts/infer", json=uint8)
     assert r.status_code == 200, r.text
     body = r.json()
@@ -234,29 +239,39 @@ def test_v2_endpoints_answer_requests_built_from_the_protocol(client, scorer, im
     assert out["label"]["datatype"] == "BYTES" and set(out["label"]["data"]) <= {"good", "defect"}
     assert all(isinstance(json.loads(b), list) for b in out["boxes"]["data"])
 
-    fp32 = {"inputs": [{"name": "image", "shape": [1, 64, 64, 3], "datatype": "FP32",
-                        "data": (arrays[:1] / 255.0).tolist()}],  # nested lists are allowed too
-            "outputs": [{"name": "score"}, {"name": "anomaly_map"}]}
+    fp32 = {
+        "inputs": [
+            {"name": "image", "shape": [1, 64, 64, 3], "datatype": "FP32", "data": (arrays[:1] / 255.0).tolist()}
+        ],  # nested lists are allowed too
+        "outputs": [{"name": "score"}, {"name": "anomaly_map"}],
+    }
     out = {o["name"]: o for o in client.post("/v2/models/parts/infer", json=fp32).json()["outputs"]}
     assert set(out) == {"score", "anomaly_map"} and out["anomaly_map"]["shape"] == [1, 64, 64]
     assert out["score"]["data"][0] == pytest.approx(float(expected[0]), rel=1e-5)
     assert len(out["anomaly_map"]["data"]) == 64 * 64
 
 
-@pytest.mark.parametrize("tensor, status", [
-    ({"name": "image", "shape": [1, 40, 40, 3], "datatype": "INT64", "data": [0] * 4800}, 422),
-    ({"name": "image", "shape": [1, 40, 40, 3], "datatype": "UINT8", "data": [0] * 10}, 422),
-    ({"name": "image", "shape": [1, 40, 40, 4], "datatype": "UINT8", "data": [0] * 6400}, 422),
-    ({"name": "image", "shape": [1, 40, 40, 3], "datatype": "UINT8", "data": [300] * 4800}, 422),
-    ({"name": "image", "shape": [1, 40, 40, 3], "datatype": "FP32", "data": [2.0] * 4800}, 422),
-    ({"name": "image", "shape": [1, 30000, 30000, 3], "datatype": "UINT8", "data": []}, 413),
-    ({"name": "image", "shape": [1, 40, 40, 3], "datatype": "UINT8"}, 422),
-])
+@pytest.mark.parametrize(
+    "tensor, status",
+    [
+        ({"name": "image", "shape": [1, 40, 40, 3], "datatype": "INT64", "data": [0] * 4800}, 422),
+        ({"name": "image", "shape": [1, 40, 40, 3], "datatype": "UINT8", "data": [0] * 10}, 422),
+        ({"name": "image", "shape": [1, 40, 40, 4], "datatype": "UINT8", "data": [0] * 6400}, 422),
+        ({"name": "image", "shape": [1, 40, 40, 3], "datatype": "UINT8", "data": [300] * 4800}, 422),
+        ({"name": "image", "shape": [1, 40, 40, 3], "datatype": "FP32", "data": [2.0] * 4800}, 422),
+        ({"name": "image", "shape": [1, 30000, 30000, 3], "datatype": "UINT8", "data": []}, 413),
+        ({"name": "image", "shape": [1, 40, 40, 3], "datatype": "UINT8"}, 422),
+    ],
+)
 def test_v2_bad_tensors(client, tensor, status):
     r = client.post("/v2/models/parts/infer", json={"inputs": [tensor]})
     assert r.status_code == status and set(r.json()) == {"error"}
-    assert client.post("/v2/models/parts/infer", content=b"{not json", headers={"content-type": "application/json"}
-                       ).status_code == 422
+    assert (
+        client.post(
+            "/v2/models/parts/infer", content=b"{not json", headers={"content-type": "application/json"}
+        ).status_code
+        == 422
+    )
 
 
 # ------------------------------------------------------------------------------ security
@@ -425,15 +440,22 @@ def test_the_service_code_imports_and_decodes_without_torch():
     import subprocess
     import sys
 
-    code = ("import sys, io, numpy as np; from PIL import Image\n"
-            "import defectkit.serve.app, defectkit.serve.server, defectkit.serve.v2\n"
-            "from defectkit.serve.uploads import decode_image\n"
-            "b = io.BytesIO(); Image.fromarray(np.zeros((40, 40, 3), np.uint8)).save(b, 'PNG')\n"
-            "assert decode_image(b.getvalue(), 10**6).shape == (40, 40, 3)\n"
-            "assert 'torch' not in sys.modules, 'torch was imported'\n")
+    code = (
+        "import sys, io, numpy as np; from PIL import Image\n"
+        "import defectkit.serve.app, defectkit.serve.server, defectkit.serve.v2\n"
+        "from defectkit.serve.uploads import decode_image\n"
+        "b = io.BytesIO(); Image.fromarray(np.zeros((40, 40, 3), np.uint8)).save(b, 'PNG')\n"
+        "assert decode_image(b.getvalue(), 10**6).shape == (40, 40, 3)\n"
+        "assert 'torch' not in sys.modules, 'torch was imported'\n"
+    )
     repo = Path(__file__).resolve().parents[1]
-    r = subprocess.run([sys.executable, "-c", code], cwd=repo, capture_output=True, text=True,
-                       env={**os.environ, "PYTHONPATH": str(repo)})
+    r = subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=repo,
+        capture_output=True,
+        text=True,
+        env={**os.environ, "PYTHONPATH": str(repo)},
+    )
     assert r.returncode == 0, r.stderr
 
 

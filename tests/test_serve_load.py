@@ -47,13 +47,19 @@ def test_2000_requests_from_16_clients(bottle_model, record_property):
         # requests and after all of them, so the two readings compare like with like.
         first = run_load(f"{url}/predict", files, WARM, CLIENTS)
         rss = {WARM: server.memory_info().rss}
-        rest = run_load(f"{url}/predict", files[WARM % len(files):] + files[: WARM % len(files)], REQUESTS - WARM,
-                        CLIENTS)
+        rest = run_load(
+            f"{url}/predict", files[WARM % len(files) :] + files[: WARM % len(files)], REQUESTS - WARM, CLIENTS
+        )
         rss[REQUESTS] = server.memory_info().rss
-    result = LoadResult(REQUESTS, CLIENTS, first.seconds + rest.seconds, first.latencies_s + rest.latencies_s,
-                        first.errors + rest.errors,
-                        {k: first.statuses.get(k, 0) + rest.statuses.get(k, 0) for k in {**first.statuses, **rest.statuses}},
-                        {k: first.labels.get(k, 0) + rest.labels.get(k, 0) for k in {**first.labels, **rest.labels}})
+    result = LoadResult(
+        REQUESTS,
+        CLIENTS,
+        first.seconds + rest.seconds,
+        first.latencies_s + rest.latencies_s,
+        first.errors + rest.errors,
+        {k: first.statuses.get(k, 0) + rest.statuses.get(k, 0) for k in {**first.statuses, **rest.statuses}},
+        {k: first.labels.get(k, 0) + rest.labels.get(k, 0) for k in {**first.labels, **rest.labels}},
+    )
     summary = result.summary()
     summary.update(rss_after_200_mb=round(rss[WARM] / 2**20, 1), rss_after_run_mb=round(rss[REQUESTS] / 2**20, 1))
     for key, value in summary.items():

@@ -49,8 +49,10 @@ def images(model):
 def predicted(model, images, tmp_path_factory):
     """``defectkit predict --model parts.onnx`` on the test images: {file name: record}."""
     out = tmp_path_factory.mktemp("onnx-predict") / "run"
-    assert main(["predict", "--model", str(model[1]), "--input", *map(str, images), "--out", str(out),
-                 "--no-overlays"]) == 0
+    assert (
+        main(["predict", "--model", str(model[1]), "--input", *map(str, images), "--out", str(out), "--no-overlays"])
+        == 0
+    )
     records = [json.loads(line) for line in (out / "predictions.jsonl").read_text().splitlines()]
     assert len(records) == len(images) and {r["label"] for r in records} <= {"good", "defect"}
     return {r["file"]: r for r in records}
@@ -82,8 +84,9 @@ def test_predict_and_batch_answer_what_predict_writes(client, images, predicted)
 
 def test_v2_infer_scores_like_predict(client, images, predicted):
     arrays = np.stack([np.asarray(Image.open(p).convert("RGB")) for p in images])
-    request = {"inputs": [{"name": "image", "shape": list(arrays.shape), "datatype": "UINT8",
-                           "data": arrays.ravel().tolist()}]}
+    request = {
+        "inputs": [{"name": "image", "shape": list(arrays.shape), "datatype": "UINT8", "data": arrays.ravel().tolist()}]
+    }
     r = client.post("/v2/models/parts/infer", json=request)
     assert r.status_code == 200, r.text
     out = {o["name"]: o for o in r.json()["outputs"]}
@@ -114,19 +117,27 @@ def test_uploads_too_small_or_malformed_are_left_out_with_a_reason(model):
 
 
 def test_serving_an_onnx_model_imports_no_torch(model, images, predicted):
-    code = ("import sys\n"
-            "from fastapi.testclient import TestClient\n"
-            "from defectkit.deploy.loading import load_scorer\n"
-            "from defectkit.serve.app import create_app\n"
-            "from defectkit.serve.settings import ServeSettings\n"
-            f"app = create_app(load_scorer({str(model[1])!r}), ServeSettings(model_name='parts'))\n"
-            "with TestClient(app) as c:\n"
-            f"    r = c.post('/predict', files={{'file': ('x.png', open({str(images[0])!r}, 'rb').read(), 'image/png')}})\n"
-            "    assert r.status_code == 200, r.text\n"
-            "    assert c.get('/model').json()['format'] == 'onnx'\n"
-            "print(r.json()['score'])\n"
-            "assert 'torch' not in sys.modules, 'torch was imported'\n")
-    done = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=300,
-                          env={**os.environ, "PYTHONPATH": str(REPO)})
+    code = (
+        "import sys\n"
+        "from fastapi.testclient import TestClient\n"
+        "from defectkit.deploy.loading import load_scorer\n"
+        "from defectkit.serve.app import create_app\n"
+        "from defectkit.serve.settings import ServeSettings\n"
+        f"app = create_app(load_scorer({str(model[1])!r}), ServeSettings(model_name='parts'))\n"
+        "with TestClient(app) as c:\n"
+        f"    r = c.post('/predict', files={{'file': ('x.png', open({str(images[0])!r}, 'rb').read(), 'image/png')}})\n"
+        "    assert r.status_code == 200, r.text\n"
+        "    assert c.get('/model').json()['format'] == 'onnx'\n"
+        "print(r.json()['score'])\n"
+        "assert 'torch' not in sys.modules, 'torch was imported'\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+    )
     assert done.returncode == 0, done.stderr
     assert float(done.stdout.split()[-1]) == predicted[str(images[0])]["score"]

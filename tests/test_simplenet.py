@@ -7,9 +7,10 @@ import pytest
 import torch
 
 from defectkit.data import MVTecCategory, make_demo_dataset
+from defectkit.data.splits import split_validation
 from defectkit.metrics import image_auroc, pixel_auroc
-from defectkit.models.components.training import FIT_INFO_KEYS
 from defectkit.models import available_methods, load_model, method_class
+from defectkit.models.components.training import FIT_INFO_KEYS
 from defectkit.models.simplenet.model import SimpleNet
 from defectkit.models.simplenet.networks import (
     Adaptor,
@@ -19,7 +20,6 @@ from defectkit.models.simplenet.networks import (
     init_weights,
     truncated_l1_loss,
 )
-from defectkit.data.splits import split_validation
 from defectkit.synth.validation import builtin_anomalies as synthetic_validation_anomalies
 from defectkit.utils.model_file import read_model_file, write_model_file
 

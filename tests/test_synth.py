@@ -5,16 +5,32 @@ Small images (64 px) keep the file fast; real-data tests skip when ../shared/dat
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
-from pathlib import Path
 from PIL import Image
 
 from defectkit.synth import (
-    KINDS, CutPaste, ExtendedAnomaly, HOASource, PerlinMask, ShapeMask, SynthResult, TargetArea, add_feature_noise,
-    alpha_blend, blend, estimate_foreground, foreground_mask, make_generator, perlin_noise, poisson_clone,
-    preview_grid, shuffle_tiles,
+    KINDS,
+    CutPaste,
+    ExtendedAnomaly,
+    HOASource,
+    PerlinMask,
+    ShapeMask,
+    SynthResult,
+    TargetArea,
+    add_feature_noise,
+    alpha_blend,
+    blend,
+    estimate_foreground,
+    foreground_mask,
+    make_generator,
+    perlin_noise,
+    poisson_clone,
+    preview_grid,
+    shuffle_tiles,
 )
 from defectkit.synth.augment import COLOR_OPS, affine_patch, apply_color_op, color_augment
 
@@ -86,6 +102,7 @@ class _FakePool:
 
 # -- blending ---------------------------------------------------------------------------
 
+
 @pytest.mark.parametrize("b", [0.0, 0.3, 0.75, 1.0])
 def test_blend_formula_exact_on_constant_images(b):
     a, c = 40.0, 200.0
@@ -128,6 +145,7 @@ def test_poisson_clone_is_seamless():
 
 
 # -- Perlin and masks ---------------------------------------------------------------------
+
 
 def test_perlin_noise_range_and_determinism():
     a = perlin_noise((40, 56), (4, 8), np.random.default_rng(0), angle=30)
@@ -188,6 +206,7 @@ def test_target_area_with_prn_shapes_stays_in_foreground():
 
 # -- generators ---------------------------------------------------------------------------
 
+
 @pytest.mark.parametrize("kind", KINDS)
 def test_generators_masks_inside_target_and_image_unchanged_outside(kind, textures, defects):
     img, inside = disk_image()
@@ -228,8 +247,9 @@ def test_ea_keeps_the_defect_pixels(defects):
     d_img, d_mask = defects[0]
     target = np.zeros((S, S), bool)
     target[16:48, 16:48] = True
-    ea = ExtendedAnomaly(defects, target=target, opacity=1.0, color_ops=0, rotate=(0, 0), shear=(0, 0),
-                         scale=(1, 1), min_overlap=1.0)
+    ea = ExtendedAnomaly(
+        defects, target=target, opacity=1.0, color_ops=0, rotate=(0, 0), shear=(0, 0), scale=(1, 1), min_overlap=1.0
+    )
     for seed in range(5):
         r = ea(img, np.random.default_rng(seed))
         m = r.mask > 0
@@ -254,7 +274,7 @@ def test_hoa_source_is_a_permutation_of_augmented_tiles():
     src, augmented, perm = HOASource(grid=8, color_ops=2).sample(img, np.random.default_rng(0))
     assert sorted(perm) == list(range(64)) and not np.array_equal(perm, np.arange(64))
     t = S // 8
-    tiles = lambda x: [x[i * t:(i + 1) * t, j * t:(j + 1) * t] for i in range(8) for j in range(8)]  # noqa: E731
+    tiles = lambda x: [x[i * t : (i + 1) * t, j * t : (j + 1) * t] for i in range(8) for j in range(8)]  # noqa: E731
     a, s = tiles(augmented), tiles(src)
     for k in range(64):
         assert np.array_equal(s[k], a[perm[k]])
@@ -311,6 +331,7 @@ def test_registry_validation_and_choice(textures):
 
 # -- feature noise, preview -----------------------------------------------------------------
 
+
 def test_feature_noise():
     x = torch.zeros(200, 300)
     y = add_feature_noise(x, sigma=0.015, generator=torch.Generator().manual_seed(0))
@@ -330,9 +351,11 @@ def test_preview_grid_layout():
 
 # -- SDAS -----------------------------------------------------------------------------------
 
+
 @pytest.fixture(scope="module")
 def tiny_sdas():
     from defectkit.synth.sdas import SDASModel, UNetConfig, train_model
+
     torch.manual_seed(0)
     cfg = UNetConfig(base_channels=8, channel_mults=(1, 2), image_size=16, attention_resolutions=(8,))
     data = torch.rand(6, 3, 16, 16) * 2 - 1
@@ -342,6 +365,7 @@ def tiny_sdas():
 
 def test_sdas_diffusion_schedule_and_losses():
     from defectkit.synth.sdas import GaussianDiffusion, UNet, UNetConfig, beta_schedule
+
     for name in ("cosine", "linear"):
         b = beta_schedule(name, 1000)
         assert b.shape == (1000,) and (b > 0).all() and (b < 1).all()
@@ -366,6 +390,7 @@ def test_sdas_training_is_finite(tiny_sdas):
 
 def test_sdas_save_load_roundtrip_and_strength(tiny_sdas, tmp_path):
     from defectkit.synth.sdas import SDASModel
+
     path = tmp_path / "sdas.pt"
     h = tiny_sdas.save(path)
     assert not list(tmp_path.glob("*.tmp"))  # atomic write leaves no temp file
@@ -382,6 +407,7 @@ def test_sdas_save_load_roundtrip_and_strength(tiny_sdas, tmp_path):
 
 def test_sdas_format_version_is_checked(tiny_sdas, tmp_path):
     from defectkit.synth.sdas import SDASModel
+
     state = tiny_sdas.state()
     state["version"] = 999
     torch.save(state, tmp_path / "bad.pt")
@@ -391,6 +417,7 @@ def test_sdas_format_version_is_checked(tiny_sdas, tmp_path):
 
 def test_sdas_sample_pool_caches_on_disk(tiny_sdas, tmp_path):
     from defectkit.synth.sdas import SamplePool
+
     pool = SamplePool(tmp_path, tiny_sdas, steps=4).ensure(5, batch_size=3)
     assert len(pool) == 5 and pool[0].shape == (16, 16, 3)
     assert all(0.1 <= e["strength"] <= 0.2 for e in pool.entries)
@@ -404,6 +431,7 @@ def test_sdas_sample_pool_caches_on_disk(tiny_sdas, tmp_path):
 
 
 # -- CLI ------------------------------------------------------------------------------------
+
 
 @pytest.fixture(scope="module")
 def tiny_category(tmp_path_factory):
@@ -424,16 +452,38 @@ def tiny_category(tmp_path_factory):
 @pytest.mark.parametrize("kind", ["hoa", "ea", "dtd", "cutpaste", "confetti"])
 def test_cli_writes_preview(kind, tiny_category, textures, tmp_path):
     from defectkit.synth.cli import main
+
     out = tmp_path / "grid.png"
-    assert main(["--data", str(tiny_category), "--kind", kind, "-n", "3", "--size", "64", "--cell", "32",
-                 "--out", str(out), "--textures", str(textures)]) == 0
+    assert (
+        main(
+            [
+                "--data",
+                str(tiny_category),
+                "--kind",
+                kind,
+                "-n",
+                "3",
+                "--size",
+                "64",
+                "--cell",
+                "32",
+                "--out",
+                str(out),
+                "--textures",
+                str(textures),
+            ]
+        )
+        == 0
+    )
     with Image.open(out) as im:
         assert im.size == (3 * 32 + 4 * 2, 4 * 32 + 5 * 2)
 
 
 def test_cli_subcommand_registration():
     import argparse
+
     from defectkit.synth.cli import add_synth_subcommand, run_synth
+
     parser = argparse.ArgumentParser()
     add_synth_subcommand(parser.add_subparsers(dest="command"))
     args = parser.parse_args(["synth", "--data", "x", "--kind", "hoa", "-n", "4"])
@@ -442,10 +492,12 @@ def test_cli_subcommand_registration():
 
 # -- real data --------------------------------------------------------------------------------
 
+
 @needs_data
 def test_bottle_foreground_and_ea():
     from defectkit.synth.io import find_images, load_image
     from defectkit.synth.sources import seen_defects_from_dir
+
     img = load_image(find_images(BOTTLE / "train" / "good")[0], 128)
     fg = foreground_mask(img)
     assert fg[64, 64] and not fg[2, 2] and 0.4 < fg.mean() < 0.85
@@ -461,6 +513,7 @@ def test_bottle_dtd_textures():
     if not DTD.is_dir():
         pytest.skip(f"DTD subset not found at {DTD}")
     from defectkit.synth.io import find_images, load_image
+
     img = load_image(find_images(BOTTLE / "train" / "good")[0], 128)
     r = make_generator("dtd", textures=DTD, foreground="auto")(img, np.random.default_rng(0))
     assert r.mask.sum() > 0
@@ -472,12 +525,15 @@ SDAS_BOTTLE = Path(__file__).resolve().parents[1] / ".cache" / "sdas" / "bottle_
 @needs_data
 @pytest.mark.realdata
 @pytest.mark.slow
-@pytest.mark.skipif(not SDAS_BOTTLE.exists(), reason="no trained SDAS bottle model (.cache/sdas/bottle_64.pt); "
-                    "train with python -m defectkit.synth.sdas.train")
+@pytest.mark.skipif(
+    not SDAS_BOTTLE.exists(),
+    reason="no trained SDAS bottle model (.cache/sdas/bottle_64.pt); train with python -m defectkit.synth.sdas.train",
+)
 def test_sdas_bottle_strength_moves_samples_away_from_training_set():
     from defectkit.synth.io import find_images, load_image
     from defectkit.synth.sdas import SDASModel
     from defectkit.synth.sdas.evaluate import compare_strengths
+
     model = SDASModel.load(SDAS_BOTTLE)
     train = np.stack([load_image(p, model.image_size) for p in find_images(BOTTLE / "train" / "good")])
     res = compare_strengths(model, train, n=4, strengths=(0.0, 0.2), seed=0, steps=20)

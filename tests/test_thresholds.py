@@ -136,8 +136,9 @@ def test_colour_scale_puts_the_pixel_threshold_mid_scale():
 def fitted(tmp_path_factory):
     root = tmp_path_factory.mktemp("thr")
     data = make_demo_dataset(root / "data", seed=0, n_train=12, n_test_good=2, n_test_defect=3, size=64)
-    model = PatchCore(image_size=64, device="cpu", use_cache=False, coreset_ratio=0.5, calibration_fraction=0.5,
-                      fpr=0.2).fit(load_dataset(data), progress=False)
+    model = PatchCore(
+        image_size=64, device="cpu", use_cache=False, coreset_ratio=0.5, calibration_fraction=0.5, fpr=0.2
+    ).fit(load_dataset(data), progress=False)
     path = root / "m.pt"
     model.save(path)
     return root, data, model, path
@@ -234,8 +235,19 @@ def test_f1_rule_on_annotated_defects(fitted, tmp_path):
         (defects / f"{kind}.png").write_bytes(img.read_bytes())
         (defects / f"{kind}_mask.png").write_bytes((data / "ground_truth" / kind / f"{img.stem}_mask.png").read_bytes())
     out = tmp_path / "f1.pt"
-    argv = ["threshold", "--model", str(path), "--rule", "f1", "--defects", str(defects), "--out", str(out),
-            "--device", "cpu"]
+    argv = [
+        "threshold",
+        "--model",
+        str(path),
+        "--rule",
+        "f1",
+        "--defects",
+        str(defects),
+        "--out",
+        str(out),
+        "--device",
+        "cpu",
+    ]
     assert main(argv) == 0
     th = load_model(out, device="cpu").thresholds_
     assert th.rule == "f1" and "2 annotated defects" in th.source and "pixel_f1" in th.stats

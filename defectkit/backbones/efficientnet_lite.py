@@ -48,7 +48,9 @@ class Conv2dSame(nn.Conv2d):
     def __init__(self, cin: int, cout: int, kernel: int, stride: int = 1, groups: int = 1, bias: bool = False):
         # Stride 1 with an odd kernel: "SAME" is symmetric, so the fast built-in padding is exact.
         symmetric = stride == 1 and kernel % 2 == 1
-        super().__init__(cin, cout, kernel, stride, padding=(kernel - 1) // 2 if symmetric else 0, groups=groups, bias=bias)
+        super().__init__(
+            cin, cout, kernel, stride, padding=(kernel - 1) // 2 if symmetric else 0, groups=groups, bias=bias
+        )
         self.explicit_pad = not symmetric
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

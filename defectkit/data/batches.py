@@ -29,7 +29,6 @@ Item = Union[Sample, str, "os.PathLike[str]"]
 DEFAULT_WORKERS = 2
 
 
-
 def _path_of(item: Item) -> Path:
     return item.path if isinstance(item, Sample) else Path(item)
 
@@ -140,8 +139,9 @@ def load_native(
     """Decode images without resizing (tiled models cut them into windows themselves)."""
     _check_on_error(on_error)
     items = list(items)
-    values, kept, errors = _split_results(items, _map_ordered(lambda it: read_image(_path_of(it)), items, workers),
-                                          on_error)
+    values, kept, errors = _split_results(
+        items, _map_ordered(lambda it: read_image(_path_of(it)), items, workers), on_error
+    )
     return NativeBatch(values), kept, errors
 
 

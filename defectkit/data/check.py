@@ -24,7 +24,6 @@ from pathlib import Path
 from typing import Any, Dict, List, Optional, Tuple, Union
 
 from ..utils.progress import progress as progress_bar
-
 from .batches import _map_ordered
 from .images import ImageReadError, _open_decoded, read_mask
 from .samples import Sample
@@ -87,8 +86,13 @@ def check_dataset(path: PathLike, layout: Optional[str] = None, progress: bool =
     p = Path(path)
     ds = open_dataset(p, layout=layout, strict=False)
     chosen = get_layout(layout) if layout is not None else detect_layout(p)
-    report = CheckReport(path=str(p), layout=chosen.name, layout_title=chosen.title, layout_forced=layout is not None,
-                         category=str(getattr(ds, "name", p.name)))
+    report = CheckReport(
+        path=str(p),
+        layout=chosen.name,
+        layout_title=chosen.title,
+        layout_forced=layout is not None,
+        category=str(getattr(ds, "name", p.name)),
+    )
     problems: List[str] = list(getattr(ds, "problems", []) or [])
     splits = _splits(ds)
     samples = [(split, s) for split, items in splits for s in items]
@@ -134,8 +138,10 @@ def check_dataset(path: PathLike, layout: Optional[str] = None, progress: bool =
         mwh, has_defect = minfo
         mask_sizes[_size(mwh)] += 1
         if mwh != wh:
-            problems.append(f"mis-sized mask: '{s.mask_path}' is {_size(mwh)} px but its image '{s.path}' is "
-                            f"{_size(wh)} px (it would be resized nearest-neighbour, shifting the defect)")
+            problems.append(
+                f"mis-sized mask: '{s.mask_path}' is {_size(mwh)} px but its image '{s.path}' is "
+                f"{_size(wh)} px (it would be resized nearest-neighbour, shifting the defect)"
+            )
         if s.label == 1 and not has_defect:
             problems.append(f"empty mask: '{s.mask_path}' of defective image '{s.path}' has no defect pixel")
         if s.label == 0 and has_defect:
@@ -145,13 +151,17 @@ def check_dataset(path: PathLike, layout: Optional[str] = None, progress: bool =
         for split in ("train", "validation"):
             for a in where.get(split, []):
                 for b in test:
-                    problems.append(f"duplicate between {split} and test: '{a}' and '{b}' have the same content "
-                                    f"(sha1 {digest[:12]})")
+                    problems.append(
+                        f"duplicate between {split} and test: '{a}' and '{b}' have the same content "
+                        f"(sha1 {digest[:12]})"
+                    )
 
     order = {"train": 0, "validation": 1, "test": 2}
     report.counts = [
         {"split": split, "defect_type": kind, "images": n, "masks": m}
-        for (split, kind), (n, m) in sorted(counts.items(), key=lambda kv: (order[kv[0][0]], kv[0][1] != "good", kv[0][1]))
+        for (split, kind), (n, m) in sorted(
+            counts.items(), key=lambda kv: (order[kv[0][0]], kv[0][1] != "good", kv[0][1])
+        )
     ]
     report.image_sizes = dict(sizes.most_common())
     report.image_modes = dict(modes.most_common())
@@ -183,8 +193,12 @@ def format_report(report: CheckReport, shown: int = SHOWN_PROBLEMS) -> str:
     total = sum(r["images"] for r in report.counts)
     total_masks = sum(r["masks"] for r in report.counts)
     lines.append(f"{'total':<10} {'':<{width}} {total:>7} {total_masks:>6}")
-    lines += ["", f"image sizes: {_tally(report.image_sizes)}", f"image modes: {_tally(report.image_modes)}",
-              f"mask sizes: {_tally(report.mask_sizes)}"]
+    lines += [
+        "",
+        f"image sizes: {_tally(report.image_sizes)}",
+        f"image modes: {_tally(report.image_modes)}",
+        f"mask sizes: {_tally(report.mask_sizes)}",
+    ]
     for group, kinds in report.defect_groups.items():
         lines.append(f"defect group {group}: {', '.join(kinds)} (metrics reported apart)")
     for what, n in report.excluded.items():

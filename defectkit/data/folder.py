@@ -193,8 +193,10 @@ class MVTec3DCategory:
             mask_name="{name}",
         )
         if not strict:
-            self.problems.extend(f"defective test image '{p}' has no ground-truth mask: expected "
-                                 f"'{p.parent.parent / 'gt' / p.name}'" for p in ds.abnormal_without_mask)
+            self.problems.extend(
+                f"defective test image '{p}' has no ground-truth mask: expected '{p.parent.parent / 'gt' / p.name}'"
+                for p in ds.abnormal_without_mask
+            )
         elif ds.abnormal_without_mask:
             p = ds.abnormal_without_mask[0]
             raise DatasetLayoutError(

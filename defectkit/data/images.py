@@ -126,8 +126,9 @@ def _check_pixel_count(path: Path, im: Image.Image) -> None:
     w, h = im.size
     if limit is not None and w * h > limit:
         raise ImageReadError(
-            path, f"image too large: its header claims {w}x{h} = {w * h} pixels, more than the limit of "
-            f"{limit} (PIL.Image.MAX_IMAGE_PIXELS), refused as a possible decompression bomb"
+            path,
+            f"image too large: its header claims {w}x{h} = {w * h} pixels, more than the limit of "
+            f"{limit} (PIL.Image.MAX_IMAGE_PIXELS), refused as a possible decompression bomb",
         )
 
 
@@ -159,8 +160,7 @@ def _high_depth_to_uint8(path: Path, im: Image.Image) -> np.ndarray:
     if arr.size and (arr.min() < 0 or arr.max() > top):
         raise ImageReadError(
             path,
-            f"unsupported {im.mode} image: values {arr.min()}..{arr.max()} exceed the "
-            f"{bits}-bit range 0..{top}",
+            f"unsupported {im.mode} image: values {arr.min()}..{arr.max()} exceed the {bits}-bit range 0..{top}",
         )
     # Exact rounding in integers: round(v * 255 / top).
     return ((arr * 255 * 2 + top) // (2 * top)).astype(np.uint8)
@@ -299,8 +299,11 @@ def _read_mask_folder(folder: Path, size) -> np.ndarray:
         if union is None:
             union = m
         elif m.shape != union.shape:
-            raise ImageReadError(f, f"mask is {m.shape[1]}x{m.shape[0]} px but '{files[0].name}' in the same "
-                                 f"folder is {union.shape[1]}x{union.shape[0]} px")
+            raise ImageReadError(
+                f,
+                f"mask is {m.shape[1]}x{m.shape[0]} px but '{files[0].name}' in the same "
+                f"folder is {union.shape[1]}x{union.shape[0]} px",
+            )
         else:
             union |= m
     if size is not None:
@@ -315,11 +318,7 @@ def is_image_file(path: PathLike) -> bool:
     files beside every image, which are not images.
     """
     p = Path(path)
-    return (
-        p.suffix.lower() in IMAGE_EXTENSIONS
-        and not p.name.startswith(".")
-        and p.is_file()
-    )
+    return p.suffix.lower() in IMAGE_EXTENSIONS and not p.name.startswith(".") and p.is_file()
 
 
 def list_images(folder: PathLike) -> list:

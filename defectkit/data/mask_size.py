@@ -58,8 +58,10 @@ def mask_size_mismatches(samples: Iterable[Sample]) -> List[Tuple[Sample, Tuple[
 
 
 def mismatch_message(sample: Sample, mask_wh: Tuple[int, int], image_wh: Tuple[int, int]) -> str:
-    return (f"mask '{sample.mask_path}' is {mask_wh[0]}x{mask_wh[1]} pixels but its image '{sample.path}' is "
-            f"{image_wh[0]}x{image_wh[1]}")
+    return (
+        f"mask '{sample.mask_path}' is {mask_wh[0]}x{mask_wh[1]} pixels but its image '{sample.path}' is "
+        f"{image_wh[0]}x{image_wh[1]}"
+    )
 
 
 def check_mask_sizes(samples: Iterable[Sample], strict: bool = False) -> int:
@@ -68,9 +70,15 @@ def check_mask_sizes(samples: Iterable[Sample], strict: bool = False) -> int:
     found = mask_size_mismatches(samples)
     if found and strict:
         more = f" ({len(found)} masks in all differ from their images)" if len(found) > 1 else ""
-        raise MaskSizeError(f"{mismatch_message(*found[0])}{more}; fix the mask, or drop --strict to "
-                            "have it resized to its image's size")
+        raise MaskSizeError(
+            f"{mismatch_message(*found[0])}{more}; fix the mask, or drop --strict to "
+            "have it resized to its image's size"
+        )
     for item in found:
-        warnings.warn(f"{mismatch_message(*item)}; resized to the image's size, which changes pixel metrics "
-                      "(--strict makes this an error)", MaskSizeWarning, stacklevel=2)
+        warnings.warn(
+            f"{mismatch_message(*item)}; resized to the image's size, which changes pixel metrics "
+            "(--strict makes this an error)",
+            MaskSizeWarning,
+            stacklevel=2,
+        )
     return len(found)

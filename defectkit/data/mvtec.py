@@ -117,8 +117,10 @@ class MVTecCategory:
             for p in files:
                 mask = _find_mask(gt_dir, p.stem)
                 if mask is None:
-                    message = (f"defective test image '{p}' has no ground-truth mask: expected "
-                               f"'{gt_dir / (p.stem + '_mask.png')}'")
+                    message = (
+                        f"defective test image '{p}' has no ground-truth mask: expected "
+                        f"'{gt_dir / (p.stem + '_mask.png')}'"
+                    )
                     if self.strict:
                         raise DatasetLayoutError(message)
                     self.problems.append(message)

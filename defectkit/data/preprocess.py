@@ -156,8 +156,7 @@ class Preprocess:
         arr = np.asarray(rgb)
         if arr.dtype != np.uint8 or arr.ndim != 3 or arr.shape[2] != 3:
             raise ValueError(
-                f"Preprocess expects an HxWx3 uint8 RGB array (see read_image), got "
-                f"dtype {arr.dtype} shape {arr.shape}"
+                f"Preprocess expects an HxWx3 uint8 RGB array (see read_image), got dtype {arr.dtype} shape {arr.shape}"
             )
         height, width = arr.shape[:2]
         h, w = self.scaled_size(height, width)
@@ -216,8 +215,9 @@ def check_input_size(path: Path, rgb: np.ndarray, preprocess: "Preprocess") -> n
     least = int(getattr(preprocess, "min_input_side", 0) or 0)
     if min(h, w) < least:
         raise ImageReadError(
-            path, f"image is only {w}x{h} pixels; models need at least {least}x{least} "
-            f"(scaling it up to {preprocess.image_size} px would invent its detail)"
+            path,
+            f"image is only {w}x{h} pixels; models need at least {least}x{least} "
+            f"(scaling it up to {preprocess.image_size} px would invent its detail)",
         )
     return rgb
 

@@ -12,7 +12,11 @@ import numpy as np
 
 
 def split_validation(
-    n: int, fraction: float, seed: int, min_val: int = 2, min_train: int = 2,
+    n: int,
+    fraction: float,
+    seed: int,
+    min_val: int = 2,
+    min_train: int = 2,
     groups: Optional[Sequence[int]] = None,
 ) -> Tuple[np.ndarray, Optional[np.ndarray]]:
     """Seeded split of ``n`` normal training images -> (train indices, validation indices or None).

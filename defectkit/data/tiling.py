@@ -51,15 +51,20 @@ class Tiling:
     def __post_init__(self) -> None:
         if isinstance(self.size, bool) or not isinstance(self.size, (int, np.integer)) or self.size <= 0:
             raise ValueError(f"tile size must be a positive int, got {self.size!r}")
-        if isinstance(self.overlap, bool) or not isinstance(self.overlap, (int, np.integer)) or not (
-            0 <= self.overlap < self.size
+        if (
+            isinstance(self.overlap, bool)
+            or not isinstance(self.overlap, (int, np.integer))
+            or not (0 <= self.overlap < self.size)
         ):
             raise ValueError(f"tile overlap must be an int in [0, tile size {self.size}), got {self.overlap!r}")
 
     def grid(self, height: int, width: int) -> List[Tuple[int, int]]:
         """(top, left) of every window of a ``height`` x ``width`` image, row by row."""
-        return [(top, left) for top in tile_starts(height, self.size, self.overlap)
-                for left in tile_starts(width, self.size, self.overlap)]
+        return [
+            (top, left)
+            for top in tile_starts(height, self.size, self.overlap)
+            for left in tile_starts(width, self.size, self.overlap)
+        ]
 
     def count(self, height: int, width: int) -> int:
         return len(self.grid(height, width))

@@ -33,8 +33,9 @@ class Decision:
     mask: Optional[np.ndarray] = None
 
 
-def decide(score: float, amap: np.ndarray, thresholds: Optional[Thresholds],
-           normalised: Optional[float] = None) -> Decision:
+def decide(
+    score: float, amap: np.ndarray, thresholds: Optional[Thresholds], normalised: Optional[float] = None
+) -> Decision:
     """Label ``score`` against ``thresholds`` (None: no label) and outline the defect regions of ``amap``."""
     decision = Decision(score=float(score), normalised_score=None if normalised is None else float(normalised))
     if thresholds is None:
@@ -54,8 +55,9 @@ def overlay_scale(amap: np.ndarray, scale: Optional[Tuple[float, float]]) -> Tup
     return scale if scale is not None else (float(np.min(amap)), float(np.max(amap)))
 
 
-def overlay_image(image: np.ndarray, amap: np.ndarray, mask: Optional[np.ndarray],
-                  scale: Optional[Tuple[float, float]]):
+def overlay_image(
+    image: np.ndarray, amap: np.ndarray, mask: Optional[np.ndarray], scale: Optional[Tuple[float, float]]
+):
     """The heat map of ``amap`` over ``image`` (S x S x 3 uint8) with the defect regions outlined, as a PIL image."""
     from ..viz.overlay import heatmap_overlay
 

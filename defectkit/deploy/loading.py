@@ -22,8 +22,10 @@ def load_scorer(path: Union[str, Path], device: str = "auto", **params) -> Score
         from ..models import load_model
     except ImportError as exc:
         if getattr(exc, "name", None) == "torch":
-            raise ImportError(f"{path}: a .pt model file needs the training install (pip install "
-                              "'defectkit[train]'); this install runs exported .onnx models only") from None
+            raise ImportError(
+                f"{path}: a .pt model file needs the training install (pip install "
+                "'defectkit[train]'); this install runs exported .onnx models only"
+            ) from None
         raise
 
     model = load_model(path, device=device)
@@ -46,6 +48,7 @@ def _onnx_scorer(path: Path, device: str, params) -> Scorer:
         raise FileNotFoundError(f"model file not found: {path}" if not path.exists() else f"'{path}' is not a file")
     unknown = sorted(set(params) - set(_ONNX_PARAMS) - set(_IGNORED_BY_ONNX))
     if unknown:
-        raise ValueError(f"unknown runtime setting(s) {', '.join(unknown)} for an ONNX model; accepted: "
-                         f"{', '.join(_ONNX_PARAMS)}")
+        raise ValueError(
+            f"unknown runtime setting(s) {', '.join(unknown)} for an ONNX model; accepted: {', '.join(_ONNX_PARAMS)}"
+        )
     return OnnxScorer(path, **{k: v for k, v in params.items() if k in _ONNX_PARAMS})

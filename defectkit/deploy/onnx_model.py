@@ -81,12 +81,16 @@ class OnnxMetadata:
     def from_props(cls, props: Mapping[str, str], path: PathLike = "<model>") -> "OnnxMetadata":
         """Inverse of ``to_props``; ValueError naming ``path`` for a file defectkit did not export."""
         if props.get(PREFIX + "format") != ONNX_FORMAT:
-            raise ValueError(f"{path}: not an ONNX model exported by defectkit (no '{PREFIX}format' "
-                             f"= '{ONNX_FORMAT}' in its metadata); export one with `defectkit export`")
+            raise ValueError(
+                f"{path}: not an ONNX model exported by defectkit (no '{PREFIX}format' "
+                f"= '{ONNX_FORMAT}' in its metadata); export one with `defectkit export`"
+            )
         version = int(props.get(PREFIX + "format_version", "0"))
         if version > ONNX_FORMAT_VERSION:
-            raise ValueError(f"{path}: exported by a newer defectkit (metadata format {version}, this one reads "
-                             f"up to {ONNX_FORMAT_VERSION}); upgrade defectkit")
+            raise ValueError(
+                f"{path}: exported by a newer defectkit (metadata format {version}, this one reads "
+                f"up to {ONNX_FORMAT_VERSION}); upgrade defectkit"
+            )
 
         def value(key: str, default: Any = None) -> Any:
             raw = props.get(PREFIX + key)
@@ -98,13 +102,22 @@ class OnnxMetadata:
         try:
             thresholds = None if stored is None else Thresholds.from_dict(stored)
         except (AttributeError, TypeError, ValueError) as exc:
-            raise ValueError(f"{path}: the stored thresholds are unusable ({exc}); re-set them with "
-                             "`defectkit threshold --model ... --normals DIR`") from None
-        return cls(method=value("method"), backbone=value("backbone", {}), preprocess=value("preprocess"),
-                   inputs=value("inputs", [IMAGE_INPUT]), thresholds=thresholds,
-                   defectkit_version=value("version", "?"),
-                   model_format_version=int(value("model_format_version", "0")),
-                   params=value("params", {}), fit_info=value("fit_info", {}), format_version=version)
+            raise ValueError(
+                f"{path}: the stored thresholds are unusable ({exc}); re-set them with "
+                "`defectkit threshold --model ... --normals DIR`"
+            ) from None
+        return cls(
+            method=value("method"),
+            backbone=value("backbone", {}),
+            preprocess=value("preprocess"),
+            inputs=value("inputs", [IMAGE_INPUT]),
+            thresholds=thresholds,
+            defectkit_version=value("version", "?"),
+            model_format_version=int(value("model_format_version", "0")),
+            params=value("params", {}),
+            fit_info=value("fit_info", {}),
+            format_version=version,
+        )
 
 
 def read_props(path: PathLike) -> Dict[str, str]:

@@ -69,8 +69,14 @@ def session_options(threads: Optional[int] = None):
 class OnnxScorer:
     """An exported ``.onnx`` model (or its bytes) as a Scorer; ``predict`` mirrors ``AnomalyModel.predict``."""
 
-    def __init__(self, model: Union[str, Path, bytes], batch_size: int = 8, threads: Optional[int] = None,
-                 decode_workers: int = DEFAULT_DECODE_WORKERS, name: Optional[str] = None):
+    def __init__(
+        self,
+        model: Union[str, Path, bytes],
+        batch_size: int = 8,
+        threads: Optional[int] = None,
+        decode_workers: int = DEFAULT_DECODE_WORKERS,
+        name: Optional[str] = None,
+    ):
         import onnxruntime as ort
 
         self.path = None if isinstance(model, bytes) else Path(model)
@@ -79,8 +85,10 @@ class OnnxScorer:
         try:
             self.session = ort.InferenceSession(source, session_options(threads), providers=["CPUExecutionProvider"])
         except Exception as exc:  # noqa: BLE001 - onnxruntime raises its own exception types
-            raise ValueError(f"{where}: cannot be opened as an ONNX model ({type(exc).__name__}: "
-                             f"{str(exc).splitlines()[0] if str(exc) else ''})") from None
+            raise ValueError(
+                f"{where}: cannot be opened as an ONNX model ({type(exc).__name__}: "
+                f"{str(exc).splitlines()[0] if str(exc) else ''})"
+            ) from None
         self.metadata = OnnxMetadata.from_props(self.session.get_modelmeta().custom_metadata_map, where)
         if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
             raise ValueError(f"batch_size must be a positive int, got {batch_size!r}")
@@ -88,8 +96,9 @@ class OnnxScorer:
         self.decode_workers = decode_workers
         self.method = self.metadata.method
         pre = self.metadata.preprocess
-        self.preprocess = Preprocess(pre.get("image_size", 256), pre.get("crop_size"), pre.get("resize", "square"),
-                                     min_input_side=MIN_IMAGE_SIDE)
+        self.preprocess = Preprocess(
+            pre.get("image_size", 256), pre.get("crop_size"), pre.get("resize", "square"), min_input_side=MIN_IMAGE_SIDE
+        )
         self.output_size = self.preprocess.output_size
         self.thresholds = self.metadata.thresholds
         self.takes_valid = VALID_INPUT in [i.name for i in self.session.get_inputs()]
@@ -117,17 +126,35 @@ class OnnxScorer:
         meta = self.metadata
         backbone = meta.backbone if isinstance(meta.backbone, dict) else {"name": meta.backbone}
         t = self.thresholds
-        return {"method": self.method, "format": "onnx", "output_size": int(self.output_size),
-                "backbone": backbone.get("name"), "backbone_weights": backbone.get("weights_id"),
-                "image_size": self.preprocess.image_size, "crop_size": self.preprocess.crop_size,
-                "resize": self.preprocess.resize, "batch_size": self.batch_size,
-                "thresholds": None if t is None else {"image": t.image, "pixel": t.pixel, "rule": t.rule,
-                                                      "fpr": t.fpr, "pixel_fpr": t.pixel_fpr, "source": t.source},
-                "thresholds_chosen": meta.thresholds_chosen, "exported_by_defectkit": meta.defectkit_version,
-                "onnx_metadata_version": meta.format_version, "model_format_version": meta.model_format_version}
+        return {
+            "method": self.method,
+            "format": "onnx",
+            "output_size": int(self.output_size),
+            "backbone": backbone.get("name"),
+            "backbone_weights": backbone.get("weights_id"),
+            "image_size": self.preprocess.image_size,
+            "crop_size": self.preprocess.crop_size,
+            "resize": self.preprocess.resize,
+            "batch_size": self.batch_size,
+            "thresholds": None
+            if t is None
+            else {
+                "image": t.image,
+                "pixel": t.pixel,
+                "rule": t.rule,
+                "fpr": t.fpr,
+                "pixel_fpr": t.pixel_fpr,
+                "source": t.source,
+            },
+            "thresholds_chosen": meta.thresholds_chosen,
+            "exported_by_defectkit": meta.defectkit_version,
+            "onnx_metadata_version": meta.format_version,
+            "model_format_version": meta.model_format_version,
+        }
 
-    def _preprocess_all(self, items: Sequence[Any], preprocess_one: Callable[[Any], Tuple[np.ndarray, Box]]
-                        ) -> LoadedArrays:
+    def _preprocess_all(
+        self, items: Sequence[Any], preprocess_one: Callable[[Any], Tuple[np.ndarray, Box]]
+    ) -> LoadedArrays:
         """``preprocess_one`` over ``items`` in the decode threads -> (ArrayBatch, kept indices, (index, reason)).
 
         The one place both entry points stack images, so a file and its decoded upload give the same batch."""
@@ -152,7 +179,9 @@ class OnnxScorer:
     def score(self, batch: ArrayBatch) -> Tuple[np.ndarray, np.ndarray]:
         scores, maps = [], []
         for start in range(0, len(batch), self.batch_size):
-            part = ArrayBatch(batch.images[start : start + self.batch_size], batch.boxes[start : start + self.batch_size])
+            part = ArrayBatch(
+                batch.images[start : start + self.batch_size], batch.boxes[start : start + self.batch_size]
+            )
             s, m = self.run(to_model_input(part.images), part.valid() if self.takes_valid else None)
             scores.append(s)
             maps.append(m)
@@ -169,8 +198,11 @@ class OnnxScorer:
         """One graph call: N x 3 x S x S float32 in [0, 1] -> (scores N, maps N x S x S)."""
         feeds = {IMAGE_INPUT: np.ascontiguousarray(images, np.float32)}
         if self.takes_valid:
-            feeds[VALID_INPUT] = (np.ones((len(images),) + images.shape[2:], np.float32) if valid is None
-                                  else np.ascontiguousarray(valid, np.float32))
+            feeds[VALID_INPUT] = (
+                np.ones((len(images),) + images.shape[2:], np.float32)
+                if valid is None
+                else np.ascontiguousarray(valid, np.float32)
+            )
         scores, maps = self.session.run([SCORE_OUTPUT, MAP_OUTPUT], feeds)
         return scores.astype(np.float32, copy=False), maps.astype(np.float32, copy=False)
 
@@ -181,4 +213,3 @@ class OnnxScorer:
             path, reason = errors[0]
             raise ImageReadError(path, reason)
         return self.score(batch)
-

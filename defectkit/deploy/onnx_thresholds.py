@@ -30,9 +30,16 @@ def _score_all(scorer, paths: Sequence[Path]) -> Tuple[np.ndarray, np.ndarray]:
     return np.concatenate(scores), np.concatenate(maps)
 
 
-def rethreshold_onnx(path: PathLike, out: PathLike, fpr: Optional[float] = None, pixel_fpr: Optional[float] = None,
-                     normals: Optional[Sequence[PathLike]] = None, defects=None, normals_source: Optional[str] = None,
-                     defects_source: Optional[str] = None) -> Tuple[Optional[Thresholds], Thresholds]:
+def rethreshold_onnx(
+    path: PathLike,
+    out: PathLike,
+    fpr: Optional[float] = None,
+    pixel_fpr: Optional[float] = None,
+    normals: Optional[Sequence[PathLike]] = None,
+    defects=None,
+    normals_source: Optional[str] = None,
+    defects_source: Optional[str] = None,
+) -> Tuple[Optional[Thresholds], Thresholds]:
     """Re-set the thresholds of ONNX model ``path`` and write it to ``out`` -> (before, after)."""
     from .onnx_scorer import OnnxScorer
 
@@ -46,8 +53,9 @@ def rethreshold_onnx(path: PathLike, out: PathLike, fpr: Optional[float] = None,
         after = calibrate(scores, maps, rate, pixel_fpr, f"{len(paths)} normal images in {normals_source}")
     else:
         if before is None or not before.normal_scores:
-            raise ValueError(f"{path} stores no held-out normal scores: give normal images it did not train on "
-                             "(--normals DIR)")
+            raise ValueError(
+                f"{path} stores no held-out normal scores: give normal images it did not train on (--normals DIR)"
+            )
         after = before.with_fpr(rate, pixel_fpr)
     if defects is not None:
         from ..data.images import read_mask
@@ -59,8 +67,9 @@ def rethreshold_onnx(path: PathLike, out: PathLike, fpr: Optional[float] = None,
         masks = None
         if all(getattr(d, "mask_path", None) is not None for d in defects):
             masks = np.stack([scorer.preprocess.mask_array(read_mask(d.mask_path)) for d in defects])
-        after = after.with_f1(d_scores, d_maps if masks is not None else None, masks,
-                              f"annotated defects in {defects_source}")
+        after = after.with_f1(
+            d_scores, d_maps if masks is not None else None, masks, f"annotated defects in {defects_source}"
+        )
     meta.thresholds = after
     meta.params = dict(meta.params, fpr=rate)
     rewrite_metadata(path, meta, out)

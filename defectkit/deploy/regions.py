@@ -34,7 +34,15 @@ def defect_boxes(amap: np.ndarray, mask: np.ndarray) -> List[Dict[str, Any]]:
     boxes = []
     for sl, area, peak in zip(ndimage.find_objects(labels), areas, np.atleast_1d(peaks)):
         ys, xs = sl
-        boxes.append({"x0": int(xs.start), "y0": int(ys.start), "x1": int(xs.stop), "y1": int(ys.stop),
-                      "area": int(area), "max_score": float(peak)})
+        boxes.append(
+            {
+                "x0": int(xs.start),
+                "y0": int(ys.start),
+                "x1": int(xs.stop),
+                "y1": int(ys.stop),
+                "area": int(area),
+                "max_score": float(peak),
+            }
+        )
     boxes.sort(key=lambda b: -b["max_score"])
     return boxes

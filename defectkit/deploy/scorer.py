@@ -90,14 +90,17 @@ class TorchScorer:
         results = _map_ordered(one, list(enumerate(images)), DEFAULT_WORKERS)
         kept = [i for i, r in enumerate(results) if not isinstance(r, ImageReadError)]
         errors = [(i, r.reason) for i, r in enumerate(results) if isinstance(r, ImageReadError)]
-        values = [results[i] for i in kept]
+        values: List[Any] = [results[i] for i in kept]
         if tiled:
             return NativeBatch(values), kept, errors
         import torch
 
         s = preprocess.output_size
-        tensor = (torch.from_numpy(np.stack([a for a, _ in values])).permute(0, 3, 1, 2).float().div_(255.0)
-                  .contiguous() if values else torch.empty((0, 3, s, s), dtype=torch.float32))
+        tensor = (
+            torch.from_numpy(np.stack([a for a, _ in values])).permute(0, 3, 1, 2).float().div_(255.0).contiguous()
+            if values
+            else torch.empty((0, 3, s, s), dtype=torch.float32)
+        )
         return ImageBatch(tensor, [b for _, b in values]), kept, errors
 
     def score(self, batch) -> Tuple[np.ndarray, np.ndarray]:
@@ -107,8 +110,12 @@ class TorchScorer:
     def describe(self) -> Dict[str, Any]:
         params = self.model.get_params()
         keep = ("backbone", "image_size", "crop_size", "resize", "tile_size", "tile_overlap", "batch_size")
-        return {"method": self.method, "format": "torch", "output_size": int(self.output_size),
-                **{k: params.get(k) for k in keep if k in params}}
+        return {
+            "method": self.method,
+            "format": "torch",
+            "output_size": int(self.output_size),
+            **{k: params.get(k) for k in keep if k in params},
+        }
 
     def display_images(self, batch) -> List[np.ndarray]:
         from ..utils.images import to_uint8

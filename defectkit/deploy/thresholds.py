@@ -118,8 +118,9 @@ def table_exceedance(levels: Sequence[float], quantiles: Sequence[float], values
     return 1.0 - cdf
 
 
-def _best_f1(values: np.ndarray, positive: np.ndarray,
-             extra_fp: Optional[Callable[[np.ndarray], np.ndarray]] = None) -> Tuple[float, float]:
+def _best_f1(
+    values: np.ndarray, positive: np.ndarray, extra_fp: Optional[Callable[[np.ndarray], np.ndarray]] = None
+) -> Tuple[float, float]:
     """(threshold, F1) maximising F1 of ``values >= threshold`` against ``positive``.
 
     Candidates are the distinct values; ``extra_fp(thresholds)`` adds false positives
@@ -152,8 +153,9 @@ def f1_image_threshold(normal_scores: Sequence[float], defect_scores: Sequence[f
     return _best_f1(values, positive)
 
 
-def f1_pixel_threshold(levels: Sequence[float], quantiles: Sequence[float], n_normal_pixels: int,
-                       defect_maps: Any, defect_masks: Any) -> Tuple[float, float]:
+def f1_pixel_threshold(
+    levels: Sequence[float], quantiles: Sequence[float], n_normal_pixels: int, defect_maps: Any, defect_masks: Any
+) -> Tuple[float, float]:
     """(threshold, F1) of the pixel threshold maximising pixel F1 over the defect images' pixels
     plus ``n_normal_pixels`` normal pixels whose distribution the quantile table describes."""
     maps = np.asarray(defect_maps, np.float64).ravel()
@@ -222,11 +224,17 @@ class Thresholds:
             self.pixel = check_threshold(self.pixel, "pixel threshold")
         if self.rule not in RULES:
             raise ValueError(f"threshold rule must be one of {', '.join(RULES)}, got {self.rule!r}")
-        if self.normal_pixel_quantiles and not self.pixel_levels and len(self.normal_pixel_quantiles) == len(PIXEL_LEVELS):
+        if (
+            self.normal_pixel_quantiles
+            and not self.pixel_levels
+            and len(self.normal_pixel_quantiles) == len(PIXEL_LEVELS)
+        ):
             self.pixel_levels = list(PIXEL_LEVELS)
         if len(self.normal_pixel_quantiles) != len(self.pixel_levels):
-            raise ValueError(f"pixel quantile table has {len(self.normal_pixel_quantiles)} values for "
-                             f"{len(self.pixel_levels)} levels")
+            raise ValueError(
+                f"pixel quantile table has {len(self.normal_pixel_quantiles)} values for "
+                f"{len(self.pixel_levels)} levels"
+            )
 
     def to_dict(self) -> Dict[str, Any]:
         return asdict(self)
@@ -290,13 +298,20 @@ class Thresholds:
         pixel = None
         if self.has_pixel_table:
             pixel = table_threshold(self.pixel_levels, self.normal_pixel_quantiles, pixel_fpr)
-        return replace(self, image=quantile_threshold(self.normal_scores, fpr), pixel=pixel, rule="fpr", fpr=fpr,
-                       pixel_fpr=pixel_fpr if self.has_pixel_table else None,
-                       source=self.normal_source or self.source,
-                       stats={k: v for k, v in self.stats.items() if not k.endswith("_f1")})
+        return replace(
+            self,
+            image=quantile_threshold(self.normal_scores, fpr),
+            pixel=pixel,
+            rule="fpr",
+            fpr=fpr,
+            pixel_fpr=pixel_fpr if self.has_pixel_table else None,
+            source=self.normal_source or self.source,
+            stats={k: v for k, v in self.stats.items() if not k.endswith("_f1")},
+        )
 
-    def with_f1(self, defect_scores: Any, defect_maps: Any = None, defect_masks: Any = None,
-                source: str = "annotated defects") -> "Thresholds":
+    def with_f1(
+        self, defect_scores: Any, defect_maps: Any = None, defect_masks: Any = None, source: str = "annotated defects"
+    ) -> "Thresholds":
         """F1-max thresholds on validation defects, the held-out normals as negatives."""
         if not self.normal_scores:
             raise ValueError("F1-max needs the held-out normal scores, which these thresholds do not keep")
@@ -304,32 +319,55 @@ class Thresholds:
         stats = dict(self.stats, image_f1=image_f1)
         pixel = self.pixel
         if defect_maps is not None and defect_masks is not None and self.has_pixel_table:
-            pixel, stats["pixel_f1"] = f1_pixel_threshold(self.pixel_levels, self.normal_pixel_quantiles,
-                                                          int(self.stats.get("n_normal_pixels", 0)),
-                                                          defect_maps, defect_masks)
+            pixel, stats["pixel_f1"] = f1_pixel_threshold(
+                self.pixel_levels,
+                self.normal_pixel_quantiles,
+                int(self.stats.get("n_normal_pixels", 0)),
+                defect_maps,
+                defect_masks,
+            )
         n_def = int(np.asarray(defect_scores).size)
         normals = self.normal_source or "held-out normals"
-        return replace(self, image=image, pixel=pixel, rule="f1", fpr=None, pixel_fpr=None,
-                       source=f"{n_def} {source} and {normals}", stats=stats)
+        return replace(
+            self,
+            image=image,
+            pixel=pixel,
+            rule="f1",
+            fpr=None,
+            pixel_fpr=None,
+            source=f"{n_def} {source} and {normals}",
+            stats=stats,
+        )
 
-    def with_values(self, image: Optional[float] = None, pixel: Optional[float] = None,
-                    source: str = "given on the command line") -> "Thresholds":
+    def with_values(
+        self, image: Optional[float] = None, pixel: Optional[float] = None, source: str = "given on the command line"
+    ) -> "Thresholds":
         """User-given thresholds (None keeps the stored one); normal statistics are kept for normalising."""
         new_image = self.image if image is None else check_threshold(image, "--threshold")
         new_pixel = self.pixel if pixel is None else check_threshold(pixel, "--pixel-threshold")
         return replace(self, image=new_image, pixel=new_pixel, rule="user", source=source)
 
 
-def user_thresholds(image: float, pixel: Optional[float] = None,
-                    source: str = "given on the command line") -> Thresholds:
+def user_thresholds(
+    image: float, pixel: Optional[float] = None, source: str = "given on the command line"
+) -> Thresholds:
     """Thresholds typed by the user for a model that stores none (no normal statistics)."""
-    return Thresholds(image=check_threshold(image, "--threshold"),
-                      pixel=None if pixel is None else check_threshold(pixel, "--pixel-threshold"),
-                      rule="user", fpr=None, source=source)
+    return Thresholds(
+        image=check_threshold(image, "--threshold"),
+        pixel=None if pixel is None else check_threshold(pixel, "--pixel-threshold"),
+        rule="user",
+        fpr=None,
+        source=source,
+    )
 
 
-def calibrate(normal_scores: Any, normal_maps: Any = None, fpr: float = DEFAULT_FPR,
-              pixel_fpr: Optional[float] = None, source: str = "held-out normals") -> Thresholds:
+def calibrate(
+    normal_scores: Any,
+    normal_maps: Any = None,
+    fpr: float = DEFAULT_FPR,
+    pixel_fpr: Optional[float] = None,
+    source: str = "held-out normals",
+) -> Thresholds:
     """Thresholds from held-out normal images: the quantile rule on their scores and pixels.
 
     ``normal_maps`` (N x H x W, optional) gives the pixel threshold and the pixel
@@ -345,10 +383,21 @@ def calibrate(normal_scores: Any, normal_maps: Any = None, fpr: float = DEFAULT_
         levels = list(PIXEL_LEVELS)
         table = pixel_quantile_table(maps, levels)
         pixel = table_threshold(levels, table, pixel_fpr)
-        stats.update(n_normal_pixels=int(maps.size), pixel_median=float(np.interp(0.5, levels, table)),
-                     pixel_max=float(table[-1]))
+        stats.update(
+            n_normal_pixels=int(maps.size),
+            pixel_median=float(np.interp(0.5, levels, table)),
+            pixel_max=float(table[-1]),
+        )
     return Thresholds(
-        image=quantile_threshold(scores, fpr), pixel=pixel, rule="fpr", fpr=fpr, source=source,
-        normal_scores=[float(s) for s in scores], normal_pixel_quantiles=table, stats=stats,
-        pixel_fpr=pixel_fpr if normal_maps is not None else None, pixel_levels=levels, normal_source=source,
+        image=quantile_threshold(scores, fpr),
+        pixel=pixel,
+        rule="fpr",
+        fpr=fpr,
+        source=source,
+        normal_scores=[float(s) for s in scores],
+        normal_pixel_quantiles=table,
+        stats=stats,
+        pixel_fpr=pixel_fpr if normal_maps is not None else None,
+        pixel_levels=levels,
+        normal_source=source,
     )

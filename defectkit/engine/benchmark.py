@@ -32,8 +32,16 @@ from .environment import environment_info, peak_rss_mb
 from .evaluate import evaluate_model, throughput_pair
 from .predict import slug
 from .results import THROUGHPUT_IMAGES, write_results
-from .results_stream import (FLOAT_COLUMNS, ResultsStream, failed, in_grid_order, read_rows, run_key,
-                             setting_differences, stream_columns)
+from .results_stream import (
+    FLOAT_COLUMNS,
+    ResultsStream,
+    failed,
+    in_grid_order,
+    read_rows,
+    run_key,
+    setting_differences,
+    stream_columns,
+)
 
 PathLike = Union[str, Path]
 
@@ -60,11 +68,32 @@ def _seen_and_test(dataset, seed: int, seen_anomalies: int, seen_dir: Optional[P
     return None, list(dataset.test)
 
 
-def run_one(method, dataset, data_path, backbone, seed, *, weights, image_size, crop_size, device, batch_size,
-            cache_dir, use_cache, method_params, methods, progress, env, seen_anomalies: int = 0,
-            seen_dir: Optional[PathLike] = None, strict: bool = False, resize: str = "square",
-            tile_size: Optional[int] = None, tile_overlap: int = 32,
-            run_dir: Optional[PathLike] = None) -> Dict[str, Any]:
+def run_one(
+    method,
+    dataset,
+    data_path,
+    backbone,
+    seed,
+    *,
+    weights,
+    image_size,
+    crop_size,
+    device,
+    batch_size,
+    cache_dir,
+    use_cache,
+    method_params,
+    methods,
+    progress,
+    env,
+    seen_anomalies: int = 0,
+    seen_dir: Optional[PathLike] = None,
+    strict: bool = False,
+    resize: str = "square",
+    tile_size: Optional[int] = None,
+    tile_overlap: int = 32,
+    run_dir: Optional[PathLike] = None,
+) -> Dict[str, Any]:
     """Fit one model on ``dataset.train`` (plus seen anomalies) and score it on the test set -> one row.
 
     ``method`` is a method spec (``prn`` or ``prn[use_mf=False]``); ``methods`` are the
@@ -78,9 +107,20 @@ def run_one(method, dataset, data_path, backbone, seed, *, weights, image_size, 
     if seen is not None:
         check_seen_supported(name, "--seen-dir" if seen_dir is not None else "--seen-anomalies")
     model = build_model(
-        name, params, backbone=backbone, weights=weights, image_size=image_size, crop_size=crop_size, device=device,
-        seed=seed, batch_size=batch_size, cache_dir=cache_dir, use_cache=use_cache, resize=resize,
-        tile_size=tile_size, tile_overlap=tile_overlap,
+        name,
+        params,
+        backbone=backbone,
+        weights=weights,
+        image_size=image_size,
+        crop_size=crop_size,
+        device=device,
+        seed=seed,
+        batch_size=batch_size,
+        cache_dir=cache_dir,
+        use_cache=use_cache,
+        resize=resize,
+        tile_size=tile_size,
+        tile_overlap=tile_overlap,
     )
     t0 = time.perf_counter()
     if seen is not None:
@@ -88,8 +128,9 @@ def run_one(method, dataset, data_path, backbone, seed, *, weights, image_size, 
     else:
         model.fit(dataset.train, progress=progress)
     train_seconds = time.perf_counter() - t0  # wall, feature extraction included
-    result = evaluate_model(model, test, progress=progress, strict=strict,
-                            groups=getattr(dataset, "defect_groups", None))
+    result = evaluate_model(
+        model, test, progress=progress, strict=strict, groups=getattr(dataset, "defect_groups", None)
+    )
     if tile_size is None:
         speed = throughput_pair(model, load_images(test[:THROUGHPUT_IMAGES], model.preprocess)[0])
     else:  # a tiled model's cost depends on each image's size; infer_ms_per_image is the measure
@@ -252,8 +293,10 @@ def run_benchmark(
     names_seen: Dict[str, Path] = {}
     for p, ds in datasets:
         if ds.name in names_seen:
-            raise ValueError(f"two categories are both named {ds.name!r} ('{names_seen[ds.name]}' and '{p}'); "
-                             "results are keyed by category name, so run them in separate benchmarks")
+            raise ValueError(
+                f"two categories are both named {ds.name!r} ('{names_seen[ds.name]}' and '{p}'); "
+                "results are keyed by category name, so run them in separate benchmarks"
+            )
         names_seen[ds.name] = p
     if strict:
         for _, ds in datasets:
@@ -287,19 +330,49 @@ def run_benchmark(
 
     create_backbone(backbone, weights)  # unknown backbone / bad weights fail now, not after a first run
     for _, name, params in variants:  # parameter values checked now, not after a first run
-        build_model(name, params, backbone=backbone, weights=weights, image_size=image_size, crop_size=crop_size,
-                    device=device, batch_size=batch_size, cache_dir=cache_dir, use_cache=use_cache, resize=resize,
-                    tile_size=tile_size, tile_overlap=tile_overlap)
+        build_model(
+            name,
+            params,
+            backbone=backbone,
+            weights=weights,
+            image_size=image_size,
+            crop_size=crop_size,
+            device=device,
+            batch_size=batch_size,
+            cache_dir=cache_dir,
+            use_cache=use_cache,
+            resize=resize,
+            tile_size=tile_size,
+            tile_overlap=tile_overlap,
+        )
     if run_pages and out is None:
         raise ValueError("run pages need an output folder (out_dir)")
     env = environment_info(device)
-    shared = dict(backbone=backbone, weights=weights, image_size=image_size, crop_size=crop_size, device=device,
-                  batch_size=batch_size, cache_dir=cache_dir, use_cache=use_cache, method_params=method_params,
-                  methods=names, seen_anomalies=seen_anomalies, seen_dir=seen_dir, strict=strict, resize=resize,
-                  tile_size=tile_size, tile_overlap=tile_overlap)
+    shared = dict(
+        backbone=backbone,
+        weights=weights,
+        image_size=image_size,
+        crop_size=crop_size,
+        device=device,
+        batch_size=batch_size,
+        cache_dir=cache_dir,
+        use_cache=use_cache,
+        method_params=method_params,
+        methods=names,
+        seen_anomalies=seen_anomalies,
+        seen_dir=seen_dir,
+        strict=strict,
+        resize=resize,
+        tile_size=tile_size,
+        tile_overlap=tile_overlap,
+    )
     n_seen = len(seen_from_folder(seen_dir)) if seen_dir is not None else seen_anomalies
-    runs = [PlannedRun(variant, name, params, Path(path), ds.name, seed, layout, run_pages, n_seen)
-            for variant, name, params in variants for path, ds in datasets for seed in seeds]
+    runs = [
+        PlannedRun(variant, name, params, Path(path), ds.name, seed, layout, run_pages, n_seen)
+        for variant, name, params in variants
+        for path, ds in datasets
+        for seed in seeds
+    ]
     loaded = {Path(p): ds for p, ds in datasets}
     keys = [r.key for r in runs]
     done: List[Dict[str, Any]] = []
@@ -308,8 +381,10 @@ def run_benchmark(
     finished = {run_key(r) for r in done}
     todo = [r for r in runs if r.key not in finished]
     if resume and progress:
-        progress_write(f"resume: {len(done)} of {len(runs)} runs already in {out / 'results.csv'}; "
-                       f"running the other {len(todo)}", file=sys.stderr)
+        progress_write(
+            f"resume: {len(done)} of {len(runs)} runs already in {out / 'results.csv'}; running the other {len(todo)}",
+            file=sys.stderr,
+        )
     session_rows: Dict[Tuple[str, str, str, int], Dict[str, Any]] = {}
     stream = ResultsStream(out / "results.csv", stream_columns(run_pages), keep=done) if out is not None else None
 
@@ -322,14 +397,24 @@ def run_benchmark(
         if engine == "ray":
             from .ray_benchmark import run_on_ray
 
-            run_on_ray(todo, shared, out, on_row, address=ray_address, cpus_per_run=int(cpus_per_run or 1),
-                       progress=progress)
+            run_on_ray(
+                todo, shared, out, on_row, address=ray_address, cpus_per_run=int(cpus_per_run or 1), progress=progress
+            )
         else:
             with progress_bar(todo, desc="benchmark", unit="run", enabled=progress, leave=True) as bar:
                 for run in bar:
                     bar.set_postfix_str(f"{run.variant} {run.category} seed {run.seed}")
-                    on_row(execute_run(run, shared, out, dataset=loaded[run.data_path], threads=cpus_per_run,
-                                       progress=progress, env=env))
+                    on_row(
+                        execute_run(
+                            run,
+                            shared,
+                            out,
+                            dataset=loaded[run.data_path],
+                            threads=cpus_per_run,
+                            progress=progress,
+                            env=env,
+                        )
+                    )
     finally:
         if stream is not None:
             stream.close()
@@ -371,13 +456,16 @@ class PlannedRun:
         """The values of SETTING_COLUMNS this run records (what decides whether a recorded row is this run)."""
         tiled = shared["tile_size"] is not None
         return {
-            "backbone": shared["backbone"], "weights": "" if shared["weights"] is None else str(shared["weights"]),
+            "backbone": shared["backbone"],
+            "weights": "" if shared["weights"] is None else str(shared["weights"]),
             "image_size": int(shared["image_size"]),
             "crop_size": "" if shared["crop_size"] is None else int(shared["crop_size"]),
-            "resize": shared["resize"], "tile_size": int(shared["tile_size"]) if tiled else "",
+            "resize": shared["resize"],
+            "tile_size": int(shared["tile_size"]) if tiled else "",
             "tile_overlap": int(shared["tile_overlap"]) if tiled else "",
             "method_params": json.dumps(dict(self.params), sort_keys=True, default=str),
-            "batch_size": int(shared["batch_size"]), "feature_cache": bool(shared["use_cache"]),
+            "batch_size": int(shared["batch_size"]),
+            "feature_cache": bool(shared["use_cache"]),
             "seen_anomalies": int(self.n_seen),
             "seen_dir": "" if shared["seen_dir"] is None else str(shared["seen_dir"]),
             "data_path": str(self.data_path),
@@ -395,29 +483,42 @@ def finished_rows(csv_path: Path, runs: Sequence[PlannedRun], shared: Mapping[st
         key = run_key(row)
         run = by_key.get(key)
         if run is None:
-            raise ValueError(f"{csv_path}: cannot resume: it holds run {'/'.join(map(str, key))}, which is not part "
-                             "of this benchmark (other methods, categories or seeds); use another output folder, "
-                             "or --force to start again")
+            raise ValueError(
+                f"{csv_path}: cannot resume: it holds run {'/'.join(map(str, key))}, which is not part "
+                "of this benchmark (other methods, categories or seeds); use another output folder, "
+                "or --force to start again"
+            )
         diffs = setting_differences(row, run.settings(shared))
         if diffs:
-            raise ValueError(f"{csv_path}: cannot resume: run {'/'.join(map(str, key))} was recorded with other "
-                             f"settings ({'; '.join(diffs)}); use another output folder, or --force to start again")
+            raise ValueError(
+                f"{csv_path}: cannot resume: run {'/'.join(map(str, key))} was recorded with other "
+                f"settings ({'; '.join(diffs)}); use another output folder, or --force to start again"
+            )
         if not failed(row):
             keep.append(row)
     return keep
 
 
-def failed_row(run: PlannedRun, shared: Mapping[str, Any], env: Mapping[str, Any], exc: BaseException
-               ) -> Dict[str, Any]:
+def failed_row(
+    run: PlannedRun, shared: Mapping[str, Any], env: Mapping[str, Any], exc: BaseException
+) -> Dict[str, Any]:
     """The row of a run that raised: its key and settings, empty metrics, and the error."""
     row: Dict[str, Any] = {c: float("nan") for c in FLOAT_COLUMNS}
     row.update(run.settings(shared))
-    row.update(method=run.method, variant=run.variant, category=run.category, seed=int(run.seed),
-               device=str(shared["device"]), layout=run.layout or "",
-               torch_version=env.get("torch_version", ""), defectkit_version=env.get("defectkit_version", ""),
-               python_version=env.get("python_version", ""), machine=env.get("machine", ""),
-               timestamp=_dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
-               error=f"{type(exc).__name__}: {exc}".strip())
+    row.update(
+        method=run.method,
+        variant=run.variant,
+        category=run.category,
+        seed=int(run.seed),
+        device=str(shared["device"]),
+        layout=run.layout or "",
+        torch_version=env.get("torch_version", ""),
+        defectkit_version=env.get("defectkit_version", ""),
+        python_version=env.get("python_version", ""),
+        machine=env.get("machine", ""),
+        timestamp=_dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        error=f"{type(exc).__name__}: {exc}".strip(),
+    )
     return row
 
 
@@ -437,9 +538,16 @@ def _torch_threads(n: Optional[int]):
         torch.set_num_threads(before)
 
 
-def execute_run(run: PlannedRun, shared: Mapping[str, Any], out: Optional[Path], dataset=None,
-                threads: Optional[int] = None, progress: bool = False, env: Optional[Mapping[str, Any]] = None,
-                node: str = "") -> Dict[str, Any]:
+def execute_run(
+    run: PlannedRun,
+    shared: Mapping[str, Any],
+    out: Optional[Path],
+    dataset=None,
+    threads: Optional[int] = None,
+    progress: bool = False,
+    env: Optional[Mapping[str, Any]] = None,
+    node: str = "",
+) -> Dict[str, Any]:
     """One run of the grid -> its row; an exception becomes a failed row, so the grid goes on.
 
     ``dataset`` None: the category folder is opened here (a Ray task on another node reads
@@ -449,8 +557,16 @@ def execute_run(run: PlannedRun, shared: Mapping[str, Any], out: Optional[Path],
         with _torch_threads(threads):
             ds = dataset if dataset is not None else load_dataset(run.data_path, layout=run.layout)
             page_dir = run.page_dir
-            row = run_one(run.variant, ds, run.data_path, seed=run.seed, progress=progress, env=env,
-                          run_dir=None if page_dir is None or out is None else Path(out) / page_dir, **shared)
+            row = run_one(
+                run.variant,
+                ds,
+                run.data_path,
+                seed=run.seed,
+                progress=progress,
+                env=env,
+                run_dir=None if page_dir is None or out is None else Path(out) / page_dir,
+                **shared,
+            )
             if page_dir is not None:
                 row["run_page"] = (page_dir / "report.html").as_posix()
     except Exception as exc:  # noqa: BLE001 - recorded in the row; KeyboardInterrupt still stops the grid

@@ -31,8 +31,9 @@ def _model_name(variant: str, backbone: str, backbones: int) -> str:
     return variant if backbones <= 1 else f"{variant} ({backbone})"
 
 
-def benchmark_view(rows: Sequence[Mapping[str, Any]], env: Mapping[str, Any], seeds: Sequence[int],
-                   command: str, base: PathLike) -> Dict[str, Any]:
+def benchmark_view(
+    rows: Sequence[Mapping[str, Any]], env: Mapping[str, Any], seeds: Sequence[int], command: str, base: PathLike
+) -> Dict[str, Any]:
     """Everything viz.benchmark_page needs; ``base`` is the folder the page is written to."""
     base = Path(base)
     summary = summarise(rows)
@@ -53,15 +54,20 @@ def benchmark_view(rows: Sequence[Mapping[str, Any]], env: Mapping[str, Any], se
         for model in models:
             stats = [_mean_std(_finite(x.get(col) for x in groups.get((model, c), []))) for c in categories]
             series[model] = ([m for m, _ in stats], [sd for _, sd in stats])
-        charts.append({"id": col.replace("_", "-"), "title": title, "ylabel": label, "groups": categories,
-                       "series": series})
+        charts.append(
+            {"id": col.replace("_", "-"), "title": title, "ylabel": label, "groups": categories, "series": series}
+        )
     runs = []
     for r in rows:
         link = r.get("run_page") or ""
         exists = bool(link) and (base / str(link)).is_file()
-        runs.append({**{k: v for k, v in r.items() if not str(k).startswith("_")},
-                     "model": _model_name(_variant(r), str(r["backbone"]), backbones),
-                     "run_page": str(link) if exists else ""})
+        runs.append(
+            {
+                **{k: v for k, v in r.items() if not str(k).startswith("_")},
+                "model": _model_name(_variant(r), str(r["backbone"]), backbones),
+                "run_page": str(link) if exists else "",
+            }
+        )
     return {
         "title": "defectkit benchmark",
         "models": models,
@@ -77,8 +83,14 @@ def benchmark_view(rows: Sequence[Mapping[str, Any]], env: Mapping[str, Any], se
     }
 
 
-def write_benchmark_page(out_dir: PathLike, rows: Sequence[Mapping[str, Any]], env: Mapping[str, Any],
-                         seeds: Sequence[int], command: str, path: Optional[PathLike] = None) -> Path:
+def write_benchmark_page(
+    out_dir: PathLike,
+    rows: Sequence[Mapping[str, Any]],
+    env: Mapping[str, Any],
+    seeds: Sequence[int],
+    command: str,
+    path: Optional[PathLike] = None,
+) -> Path:
     """Write ``out_dir/benchmark.html`` (or ``path``) atomically."""
     from ..viz.benchmark_page import render_benchmark_page
 
@@ -94,8 +106,9 @@ def benchmark_page_from_dir(bench_dir: PathLike, path: Optional[PathLike] = None
     try:
         payload = json.loads(src.read_text(encoding="utf-8"))
     except FileNotFoundError:
-        raise FileNotFoundError(f"{src} not found: a benchmark folder holds the results.json that "
-                                "`defectkit benchmark` writes") from None
+        raise FileNotFoundError(
+            f"{src} not found: a benchmark folder holds the results.json that `defectkit benchmark` writes"
+        ) from None
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise ValueError(f"{src} is not valid JSON: {exc}") from None
     rows = payload.get("rows") if isinstance(payload, dict) else None
@@ -109,5 +122,6 @@ def benchmark_page_from_dir(bench_dir: PathLike, path: Optional[PathLike] = None
     if out.exists() and not overwrite:
         raise FileExistsError(f"{out} already exists; pass --force to replace it or --out to write elsewhere")
     seeds = payload.get("seeds") or sorted({int(r["seed"]) for r in rows})
-    return write_benchmark_page(bench_dir, rows, payload.get("environment") or {}, seeds,
-                                str(payload.get("command") or ""), out)
+    return write_benchmark_page(
+        bench_dir, rows, payload.get("environment") or {}, seeds, str(payload.get("command") or ""), out
+    )

@@ -23,7 +23,9 @@ PIXEL_CURVE_STEP = 0.002
 MAX_CURVE_POINTS = 2000
 
 
-def thin_curve(x, y, step: float = PIXEL_CURVE_STEP, max_points: int = MAX_CURVE_POINTS) -> Tuple[np.ndarray, np.ndarray]:
+def thin_curve(
+    x, y, step: float = PIXEL_CURVE_STEP, max_points: int = MAX_CURVE_POINTS
+) -> Tuple[np.ndarray, np.ndarray]:
     """Points of the curve (x[i], y[i]) kept every ``step`` of path length, first and last kept."""
     x = np.asarray(x, dtype=np.float64)
     y = np.asarray(y, dtype=np.float64)

@@ -137,8 +137,14 @@ def _pad_masks(masks: List[Optional[np.ndarray]], shape) -> List[Optional[np.nda
     return out
 
 
-def evaluate_model(model, data: Any, progress: bool = False, warmup: bool = True,
-                   strict: bool = False, groups: Optional[Dict[str, Any]] = None) -> EvaluationResult:
+def evaluate_model(
+    model,
+    data: Any,
+    progress: bool = False,
+    warmup: bool = True,
+    strict: bool = False,
+    groups: Optional[Dict[str, Any]] = None,
+) -> EvaluationResult:
     """Predict every test image and compute the protocol metrics.
 
     ``data``: a data set (its ``.test`` is used) or a list of test Samples.
@@ -241,8 +247,13 @@ def _group_metrics(groups, samples, labels, scores, masks, maps, valid) -> Dict[
         if not any(labels[i] for i in idx) or all(labels[i] for i in idx):
             continue
         sub_masks = None if masks is None else [masks[i] for i in idx]
-        m = evaluate(labels[idx], scores[idx], sub_masks, None if masks is None else maps[idx],
-                     valid=None if (masks is None or valid is None) else valid[idx])
+        m = evaluate(
+            labels[idx],
+            scores[idx],
+            sub_masks,
+            None if masks is None else maps[idx],
+            valid=None if (masks is None or valid is None) else valid[idx],
+        )
         out[name] = {k: float(v) for k, v in m.items()}
         out[name]["n_defective"] = float(sum(labels[i] for i in idx))
     return out

@@ -72,8 +72,14 @@ def _classify(entry: os.DirEntry, recursive: bool) -> Optional[str]:
     return None
 
 
-def _walk(folder: Path, display: str, recursive: bool, out: Optional[Path],
-          files: List[Tuple[Path, str]], left_out: List[Tuple[str, str]]) -> None:
+def _walk(
+    folder: Path,
+    display: str,
+    recursive: bool,
+    out: Optional[Path],
+    files: List[Tuple[Path, str]],
+    left_out: List[Tuple[str, str]],
+) -> None:
     with os.scandir(folder) as it:
         entries = sorted(it, key=lambda e: e.name)
     for entry in entries:

@@ -37,19 +37,31 @@ from .inputs import UNREADABLE_REASONS, Inputs, expand_inputs, slug  # noqa: F40
 #: Files read per step (bounds memory on large folders).
 PREDICT_CHUNK = 32
 #: Columns of predictions.csv, in order.
-CSV_COLUMNS = ("file", "score", "label", "threshold", "normalised_score", "n_boxes", "boxes", "mask", "overlay",
-               "error")
+CSV_COLUMNS = (
+    "file",
+    "score",
+    "label",
+    "threshold",
+    "normalised_score",
+    "n_boxes",
+    "boxes",
+    "mask",
+    "overlay",
+    "error",
+)
 
 
-def resolve_thresholds(stored: Optional[Thresholds], image: Optional[float] = None,
-                       pixel: Optional[float] = None) -> Optional[Thresholds]:
+def resolve_thresholds(
+    stored: Optional[Thresholds], image: Optional[float] = None, pixel: Optional[float] = None
+) -> Optional[Thresholds]:
     """The thresholds a run decides with: the model's, with ``image`` / ``pixel`` overriding them."""
     if image is None and pixel is None:
         return stored
     if stored is None:
         if image is None:
-            raise ValueError("--pixel-threshold alone is not enough: this model stores no image threshold; "
-                             "pass --threshold too")
+            raise ValueError(
+                "--pixel-threshold alone is not enough: this model stores no image threshold; pass --threshold too"
+            )
         return user_thresholds(image, pixel)
     return stored.with_values(image, pixel)
 
@@ -99,8 +111,9 @@ class RecordWriters:
         row = dict(record)
         row["boxes"] = json.dumps(record["boxes"]) if record.get("boxes") else ""
         row["n_boxes"] = len(record.get("boxes") or [])
-        self._csv.writerow(["" if row.get(k) is None else (repr(row[k]) if isinstance(row[k], float) else row[k])
-                            for k in CSV_COLUMNS])
+        self._csv.writerow(
+            ["" if row.get(k) is None else (repr(row[k]) if isinstance(row[k], float) else row[k]) for k in CSV_COLUMNS]
+        )
 
     def flush(self) -> None:
         self._jsonl.flush()
@@ -112,8 +125,17 @@ class RecordWriters:
 
 
 def not_scored_record(file: str, label: str, reason: str) -> Dict[str, Any]:
-    return {"file": file, "score": None, "label": label, "threshold": None, "normalised_score": None,
-            "boxes": [], "mask": None, "overlay": None, "error": reason}
+    return {
+        "file": file,
+        "score": None,
+        "label": label,
+        "threshold": None,
+        "normalised_score": None,
+        "boxes": [],
+        "mask": None,
+        "overlay": None,
+        "error": reason,
+    }
 
 
 def predict_files(
@@ -160,8 +182,9 @@ def predict_files(
     finally:
         writers.close()
     if summary.n_scored == 0:
-        raise ValueError(f"none of the {len(inputs.files)} input files could be read as an image "
-                         f"(reasons in {writers.jsonl_path})")
+        raise ValueError(
+            f"none of the {len(inputs.files)} input files could be read as an image (reasons in {writers.jsonl_path})"
+        )
     return summary
 
 
@@ -174,12 +197,23 @@ def left_out_record(name: str, reason: str, summary: PredictSummary) -> Dict[str
 
 def colour_scale_text(scale) -> str:
     """How overlays are coloured, in words (the same for every engine)."""
-    return ("per image (min..max of its own map): the model has no pixel threshold" if scale is None
-            else f"fixed [{scale[0]:.4g}, {scale[1]:.4g}] from the pixel threshold and normal pixels")
+    return (
+        "per image (min..max of its own map): the model has no pixel threshold"
+        if scale is None
+        else f"fixed [{scale[0]:.4g}, {scale[1]:.4g}] from the pixel threshold and normal pixels"
+    )
 
 
-def score_chunk(scorer, chunk: Sequence[Path], names: Sequence[str], thresholds: Optional[Thresholds],
-                overlays: bool, scale, out, summary: PredictSummary) -> Iterator[Dict[str, Any]]:
+def score_chunk(
+    scorer,
+    chunk: Sequence[Path],
+    names: Sequence[str],
+    thresholds: Optional[Thresholds],
+    overlays: bool,
+    scale,
+    out,
+    summary: PredictSummary,
+) -> Iterator[Dict[str, Any]]:
     """Read, score and decide one chunk of files -> their records, in input order.
 
     The one code path behind every engine (local ``predict_files`` and the Ray actors), so
@@ -204,20 +238,49 @@ def score_chunk(scorer, chunk: Sequence[Path], names: Sequence[str], thresholds:
             yield not_scored_record(str(path), "unreadable", reasons.get(path, "could not be read"))
             continue
         i = ok_index[path]
-        yield _record(path, stem, float(scores[i]), maps[i], None if images is None else images[i],
-                      thresholds, None if normalised is None else float(normalised[i]), scale, size,
-                      out, summary)
+        yield _record(
+            path,
+            stem,
+            float(scores[i]),
+            maps[i],
+            None if images is None else images[i],
+            thresholds,
+            None if normalised is None else float(normalised[i]),
+            scale,
+            size,
+            out,
+            summary,
+        )
 
 
-def _record(path: Path, stem: str, score: float, amap: np.ndarray, image: Optional[np.ndarray],
-            thresholds: Optional[Thresholds], normalised: Optional[float], scale, size: int,
-            out: OutputDir, summary: PredictSummary) -> Dict[str, Any]:
+def _record(
+    path: Path,
+    stem: str,
+    score: float,
+    amap: np.ndarray,
+    image: Optional[np.ndarray],
+    thresholds: Optional[Thresholds],
+    normalised: Optional[float],
+    scale,
+    size: int,
+    out: OutputDir,
+    summary: PredictSummary,
+) -> Dict[str, Any]:
     """Decide one scored image (``deploy.decisions.decide``), write its mask and overlay, and return its record."""
     decision = decide(score, amap, thresholds, normalised)
-    record: Dict[str, Any] = {"file": str(path), "score": decision.score, "label": decision.label,
-                              "threshold": decision.threshold, "normalised_score": decision.normalised_score,
-                              "pixel_threshold": decision.pixel_threshold, "boxes": decision.boxes,
-                              "mask": None, "overlay": None, "map_size": size, "error": None}
+    record: Dict[str, Any] = {
+        "file": str(path),
+        "score": decision.score,
+        "label": decision.label,
+        "threshold": decision.threshold,
+        "normalised_score": decision.normalised_score,
+        "pixel_threshold": decision.pixel_threshold,
+        "boxes": decision.boxes,
+        "mask": None,
+        "overlay": None,
+        "map_size": size,
+        "error": None,
+    }
     if decision.label is None:
         summary.n_unlabelled += 1
     elif decision.label == "defect":

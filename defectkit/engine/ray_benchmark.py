@@ -26,12 +26,20 @@ def _grid_task(run, shared: Mapping[str, Any], out: Optional[str], threads: int)
 
     from .benchmark import execute_run
 
-    return execute_run(run, shared, None if out is None else Path(out), threads=threads, progress=False,
-                       node=node_id(ray))
+    return execute_run(
+        run, shared, None if out is None else Path(out), threads=threads, progress=False, node=node_id(ray)
+    )
 
 
-def run_on_ray(runs: Sequence, shared: Mapping[str, Any], out: Optional[Path], on_row: Callable[[Dict[str, Any]], None],
-               address: Optional[str] = None, cpus_per_run: int = 1, progress: bool = True) -> None:
+def run_on_ray(
+    runs: Sequence,
+    shared: Mapping[str, Any],
+    out: Optional[Path],
+    on_row: Callable[[Dict[str, Any]], None],
+    address: Optional[str] = None,
+    cpus_per_run: int = 1,
+    progress: bool = True,
+) -> None:
     """Run ``runs`` (PlannedRun) as Ray tasks of ``cpus_per_run`` CPUs; ``on_row(row)`` as each finishes."""
     from .benchmark import failed_row
 
@@ -39,10 +47,8 @@ def run_on_ray(runs: Sequence, shared: Mapping[str, Any], out: Optional[Path], o
         return
     with ray_session(address) as ray:
         task = ray.remote(num_cpus=cpus_per_run, max_retries=WORKER_RETRIES)(_grid_task)
-        pending = {task.remote(run, dict(shared), None if out is None else str(out), cpus_per_run): run
-                   for run in runs}
-        with progress_bar(total=len(pending), desc="benchmark (ray)", unit="run", enabled=progress,
-                          leave=True) as bar:
+        pending = {task.remote(run, dict(shared), None if out is None else str(out), cpus_per_run): run for run in runs}
+        with progress_bar(total=len(pending), desc="benchmark (ray)", unit="run", enabled=progress, leave=True) as bar:
             while pending:
                 ready, _ = ray.wait(list(pending), num_returns=1)
                 for ref in ready:

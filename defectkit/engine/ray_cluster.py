@@ -22,8 +22,9 @@ def import_ray():
         import ray
         import ray.data  # noqa: F401  (prediction needs Ray Data, part of the extra)
     except ImportError as exc:
-        raise ImportError(f"--engine ray needs Ray with Ray Data, which is not installed ({exc}); "
-                          f"install it with: {INSTALL_HINT}") from None
+        raise ImportError(
+            f"--engine ray needs Ray with Ray Data, which is not installed ({exc}); install it with: {INSTALL_HINT}"
+        ) from None
     return ray
 
 
@@ -43,14 +44,22 @@ def ray_session(address: Optional[str] = None, num_cpus: Optional[int] = None) -
     kwargs = {"runtime_env": {"env_vars": env}} if env else {}
     if address is None:
         # address="local": a new Ray of our own, even when a `ray start` cluster runs on this machine
-        ray.init(address="local", num_cpus=num_cpus, include_dashboard=False, log_to_driver=False,
-                 logging_level=logging.WARNING, **kwargs)
+        ray.init(
+            address="local",
+            num_cpus=num_cpus,
+            include_dashboard=False,
+            log_to_driver=False,
+            logging_level=logging.WARNING,
+            **kwargs,
+        )
     else:
         try:
             ray.init(address=address, log_to_driver=False, logging_level=logging.WARNING, **kwargs)
         except ConnectionError as exc:
-            raise ConnectionError(f"--ray-address {address}: no Ray cluster reachable there ({exc}); start one "
-                                  "with `ray start --head` (docs/scale-out.md)") from None
+            raise ConnectionError(
+                f"--ray-address {address}: no Ray cluster reachable there ({exc}); start one "
+                "with `ray start --head` (docs/scale-out.md)"
+            ) from None
     try:
         yield ray
     finally:

@@ -23,8 +23,7 @@ from typing import Any, Callable, Dict, List, Mapping, Optional
 
 from ..utils.progress import progress as progress_bar
 from .inputs import Inputs
-from .predict import (PREDICT_CHUNK, PredictSummary, RecordWriters, colour_scale_text, left_out_record,
-                      score_chunk)
+from .predict import PREDICT_CHUNK, PredictSummary, RecordWriters, colour_scale_text, left_out_record, score_chunk
 from .ray_cluster import ray_session
 
 #: Files per partition: one map_batches batch, one predictions-*.jsonl.
@@ -50,8 +49,9 @@ class _PartitionFiles:
 class PartitionScorer:
     """A Ray Data actor: loads the model once, then scores one partition per call."""
 
-    def __init__(self, model: str, out: str, device: str, params: Mapping[str, Any], thresholds, overlays: bool,
-                 threads: int = 1):
+    def __init__(
+        self, model: str, out: str, device: str, params: Mapping[str, Any], thresholds, overlays: bool, threads: int = 1
+    ):
         from ..deploy.loading import load_scorer
 
         params = dict(params)
@@ -78,9 +78,16 @@ class PartitionScorer:
         unreadable: List[str] = []
         try:
             for start in range(0, len(paths), PREDICT_CHUNK):
-                for record in score_chunk(self.scorer, paths[start : start + PREDICT_CHUNK],
-                                          names[start : start + PREDICT_CHUNK], self.thresholds, self.overlays,
-                                          self.scale, files, summary):
+                for record in score_chunk(
+                    self.scorer,
+                    paths[start : start + PREDICT_CHUNK],
+                    names[start : start + PREDICT_CHUNK],
+                    self.thresholds,
+                    self.overlays,
+                    self.scale,
+                    files,
+                    summary,
+                ):
                     writers.write(record)
                     summary.n_entries += 1
                     if record["label"] == "unreadable":
@@ -107,15 +114,26 @@ class RayPredictSummary(PredictSummary):
         return self.n_scored / self.seconds if self.seconds > 0 else float("nan")
 
     def throughput_line(self) -> str:
-        return (f"throughput: {self.images_per_second:.1f} images/s ({self.n_scored} scored in {self.seconds:.1f} s "
-                f"by {self.workers} workers, {self.partitions} partitions; actor start-up and model loading "
-                "included)")
+        return (
+            f"throughput: {self.images_per_second:.1f} images/s ({self.n_scored} scored in {self.seconds:.1f} s "
+            f"by {self.workers} workers, {self.partitions} partitions; actor start-up and model loading "
+            "included)"
+        )
 
 
-def predict_on_ray(model: Path, inputs: Inputs, out, thresholds, overlays: bool = True, device: str = "auto",
-                   params: Optional[Mapping[str, Any]] = None, workers: Optional[int] = None,
-                   address: Optional[str] = None, progress: bool = True,
-                   on_unreadable: Optional[Callable[[str, str], None]] = None) -> RayPredictSummary:
+def predict_on_ray(
+    model: Path,
+    inputs: Inputs,
+    out,
+    thresholds,
+    overlays: bool = True,
+    device: str = "auto",
+    params: Optional[Mapping[str, Any]] = None,
+    workers: Optional[int] = None,
+    address: Optional[str] = None,
+    progress: bool = True,
+    on_unreadable: Optional[Callable[[str, str], None]] = None,
+) -> RayPredictSummary:
     """Score ``inputs`` with the model file ``model`` on Ray and write partitioned predictions into ``out``.
 
     ``out`` is the prepared OutputDir; ``workers`` actors of one CPU each (default: one per
@@ -136,15 +154,26 @@ def predict_on_ray(model: Path, inputs: Inputs, out, thresholds, overlays: bool 
     if inputs.files:
         with ray_session(address) as ray:
             ray.data.DataContext.get_current().enable_progress_bars = False
-            items = [{"index": i, "path": str(p), "name": n} for i, (p, n) in enumerate(zip(inputs.files, inputs.names))]
+            items = [
+                {"index": i, "path": str(p), "name": n} for i, (p, n) in enumerate(zip(inputs.files, inputs.names))
+            ]
             n_partitions = -(-len(items) // PARTITION_FILES)
             summary.workers = min(n_partitions, int(workers or max(1, int(ray.cluster_resources().get("CPU", 1)))))
             ds = ray.data.from_items(items, override_num_blocks=n_partitions)
             scored = ds.map_batches(
-                PartitionScorer, batch_size=PARTITION_FILES, batch_format="numpy", concurrency=summary.workers,
-                num_cpus=1, fn_constructor_kwargs=dict(model=str(model), out=str(out.path), device=device,
-                                                       params=dict(params or {}), thresholds=thresholds,
-                                                       overlays=overlays),
+                PartitionScorer,
+                batch_size=PARTITION_FILES,
+                batch_format="numpy",
+                concurrency=summary.workers,
+                num_cpus=1,
+                fn_constructor_kwargs=dict(
+                    model=str(model),
+                    out=str(out.path),
+                    device=device,
+                    params=dict(params or {}),
+                    thresholds=thresholds,
+                    overlays=overlays,
+                ),
             )
             start = time.perf_counter()
             with progress_bar(total=len(items), desc="predict (ray)", unit="file", enabled=progress) as bar:
@@ -160,6 +189,8 @@ def predict_on_ray(model: Path, inputs: Inputs, out, thresholds, overlays: bool 
                     bar.update(int(part["n_entries"]))
             summary.seconds = time.perf_counter() - start
     if summary.n_scored == 0:
-        raise ValueError(f"none of the {len(inputs.files)} input files could be read as an image "
-                         f"(reasons in {out.path}/predictions-*.jsonl)")
+        raise ValueError(
+            f"none of the {len(inputs.files)} input files could be read as an image "
+            f"(reasons in {out.path}/predictions-*.jsonl)"
+        )
     return summary

@@ -39,8 +39,10 @@ def threshold_text(threshold: Dict[str, Any]) -> str:
     if threshold.get("origin") == "model":
         rule = threshold.get("rule")
         if rule == "fpr" and threshold.get("fpr") is not None:
-            how = (f"the score that {100.0 * float(threshold['fpr']):.3g} % of the held-out normal images "
-                   "exceed (never chosen on test data)")
+            how = (
+                f"the score that {100.0 * float(threshold['fpr']):.3g} % of the held-out normal images "
+                "exceed (never chosen on test data)"
+            )
         elif rule == "f1":
             how = "F1-max on validation defects (never chosen on test data)"
         elif rule == "user":
@@ -49,8 +51,10 @@ def threshold_text(threshold: Dict[str, Any]) -> str:
             how = f"rule {rule!r}"
         src = f"; {threshold['source']}" if threshold.get("source") else ""
         return f"The model's stored threshold: {how}{src}."
-    return ("The model stores no threshold. The page starts at the image F1-max threshold, which is chosen "
-            "on this test set: it is for display only and is not a threshold to deploy.")
+    return (
+        "The model stores no threshold. The page starts at the image F1-max threshold, which is chosen "
+        "on this test set: it is for display only and is not a threshold to deploy."
+    )
 
 
 def _gallery(run: SavedRun, key: str, title: str, nearest_title: str, none_text: str) -> Dict[str, Any]:
@@ -79,15 +83,29 @@ def run_view(run: SavedRun) -> Dict[str, Any]:
     positions = slider_positions(scores, t0)
     recall = recall_at(labels, scores, types, t0)
     metrics = rec["metrics"]
-    overall = {"name": "all defect types", "n_images": int(np.sum(labels == 1)), **metrics,
-               "recall": float(np.mean(scores[labels == 1] >= t0))}
+    overall = {
+        "name": "all defect types",
+        "n_images": int(np.sum(labels == 1)),
+        **metrics,
+        "recall": float(np.mean(scores[labels == 1] >= t0)),
+    }
     per_type = [{"name": t, **m, "recall": recall.get(t)} for t, m in (rec.get("per_defect_type") or {}).items()]
     good = {"name": "good", "n_images": int(np.sum(labels == 0)), "false_alarm_rate": recall.get("good")}
     galleries = [
-        _gallery(run, "false_alarms", "Worst false alarms", "The highest-scoring good images are shown instead: "
-                 "the closest to a false alarm.", "No good image is flagged at this threshold."),
-        _gallery(run, "escapes", "Worst escapes", "The lowest-scoring defective images are shown instead: "
-                 "the closest to an escape.", "No defective image passes at this threshold."),
+        _gallery(
+            run,
+            "false_alarms",
+            "Worst false alarms",
+            "The highest-scoring good images are shown instead: the closest to a false alarm.",
+            "No good image is flagged at this threshold.",
+        ),
+        _gallery(
+            run,
+            "escapes",
+            "Worst escapes",
+            "The lowest-scoring defective images are shown instead: the closest to an escape.",
+            "No defective image passes at this threshold.",
+        ),
         _gallery(run, "examples", "Examples", "", ""),
     ]
     return {
@@ -101,8 +119,12 @@ def run_view(run: SavedRun) -> Dict[str, Any]:
         "positions": positions,
         "start_index": positions.index(t0),
         "confusion": confusion_at(labels, scores, t0),
-        "images": {"scores": scores.tolist(), "labels": labels.tolist(), "types": types,
-                   "names": [Path(r["path"]).name for r in run.rows]},
+        "images": {
+            "scores": scores.tolist(),
+            "labels": labels.tolist(),
+            "types": types,
+            "names": [Path(r["path"]).name for r in run.rows],
+        },
         "rows": run.rows,
         "image_curves": image_curves(labels, scores),
         "pixel_curves": rec.get("pixel_curves"),
@@ -112,8 +134,9 @@ def run_view(run: SavedRun) -> Dict[str, Any]:
     }
 
 
-def write_run_report(run_dir: PathLike, html_path: Optional[PathLike] = None, markdown: bool = True,
-                     overwrite: bool = True) -> Path:
+def write_run_report(
+    run_dir: PathLike, html_path: Optional[PathLike] = None, markdown: bool = True, overwrite: bool = True
+) -> Path:
     """Build the page of the run in ``run_dir`` and write it (default ``run_dir/report.html``,
     with ``report.md`` beside it when ``markdown``); returns the HTML path.
 
@@ -142,8 +165,9 @@ def write_page(folder: PathLike, out: Optional[PathLike] = None, overwrite: bool
 
     folder = Path(folder)
     if not folder.is_dir():
-        raise NotADirectoryError(f"{folder} is not a folder (expected the output folder of `defectkit test` "
-                                 "or `defectkit benchmark`)")
+        raise NotADirectoryError(
+            f"{folder} is not a folder (expected the output folder of `defectkit test` or `defectkit benchmark`)"
+        )
     if not (folder / RUN_FILE).exists() and (folder / "results.json").exists():
         from .benchmark_page import benchmark_page_from_dir
 

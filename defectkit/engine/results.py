@@ -135,8 +135,12 @@ def summarise(rows: Sequence[Mapping[str, Any]]) -> List[Dict[str, Any]]:
 
     def summary_row(variant, backbone, category, seeds, values_by_name) -> Dict[str, Any]:
         row: Dict[str, Any] = {
-            "method": method_of[variant], "variant": variant, "backbone": backbone, "category": category,
-            "seeds": sorted(seeds), "n_seeds": len(seeds),
+            "method": method_of[variant],
+            "variant": variant,
+            "backbone": backbone,
+            "category": category,
+            "seeds": sorted(seeds),
+            "n_seeds": len(seeds),
         }
         for n in names:
             row[f"{n}_mean"], row[f"{n}_std"] = _mean_std(values_by_name[n])
@@ -146,8 +150,15 @@ def summarise(rows: Sequence[Mapping[str, Any]]) -> List[Dict[str, Any]]:
     by_model: Dict[Tuple[str, str], List[str]] = {}
     for (variant, backbone, category), rs in groups.items():
         by_model.setdefault((variant, backbone), []).append(category)
-        out.append(summary_row(variant, backbone, category, [int(r["seed"]) for r in rs],
-                               {n: _finite(r.get(n) for r in rs) for n in names}))
+        out.append(
+            summary_row(
+                variant,
+                backbone,
+                category,
+                [int(r["seed"]) for r in rs],
+                {n: _finite(r.get(n) for r in rs) for n in names},
+            )
+        )
     for (variant, backbone), cats in by_model.items():
         if len(cats) < 2:
             continue
@@ -174,16 +185,31 @@ def format_table(summary: Sequence[Mapping[str, Any]]) -> str:
 
     The method column shows the variant (``prn[use_mf=False]``), so an ablation reads
     as one table."""
-    header = ["method", "backbone", "category", "seeds", "I-AUROC", "P-AUROC", "AUPRO", "P-AP",
-              "I-F1max", "P-F1max", "train s", "infer ms/img", "peak RSS MB"]
+    header = [
+        "method",
+        "backbone",
+        "category",
+        "seeds",
+        "I-AUROC",
+        "P-AUROC",
+        "AUPRO",
+        "P-AP",
+        "I-F1max",
+        "P-F1max",
+        "train s",
+        "infer ms/img",
+        "peak RSS MB",
+    ]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for r in summary:
         name = str(r.get("variant") or r["method"]).replace("|", "\\|")
         cells = [name, str(r["backbone"]), str(r["category"]), " ".join(str(s) for s in r["seeds"])]
         cells += [_pm(r[f"{n}_mean"], r[f"{n}_std"], 100.0, 1) for n in SUMMARY_METRICS]
-        cells += [_pm(r["train_seconds_mean"], r["train_seconds_std"], 1.0, 1),
-                  _pm(r["infer_ms_per_image_mean"], r["infer_ms_per_image_std"], 1.0, 1),
-                  _pm(r["peak_rss_mb_mean"], r["peak_rss_mb_std"], 1.0, 0)]
+        cells += [
+            _pm(r["train_seconds_mean"], r["train_seconds_std"], 1.0, 1),
+            _pm(r["infer_ms_per_image_mean"], r["infer_ms_per_image_std"], 1.0, 1),
+            _pm(r["peak_rss_mb_mean"], r["peak_rss_mb_std"], 1.0, 0),
+        ]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
@@ -192,8 +218,9 @@ def format_table(summary: Sequence[Mapping[str, Any]]) -> str:
 CATEGORY_TABLE_METRICS = (("image_auroc", "I-AUROC"), ("pixel_auroc", "P-AUROC"), ("aupro", "AUPRO"))
 
 
-def format_category_tables(summary: Sequence[Mapping[str, Any]],
-                           metrics: Sequence[Tuple[str, str]] = CATEGORY_TABLE_METRICS) -> str:
+def format_category_tables(
+    summary: Sequence[Mapping[str, Any]], metrics: Sequence[Tuple[str, str]] = CATEGORY_TABLE_METRICS
+) -> str:
     """One Markdown table per metric as the papers print them: a row per category, a column
     per method (variant; with the backbone when several were run), the mean over categories
     last. Cells are "mean ± std" over seeds in percent. Empty when only one category ran."""
@@ -210,9 +237,12 @@ def format_category_tables(summary: Sequence[Mapping[str, Any]],
 
     blocks = []
     for key, label in metrics:
-        lines = [f"**{label}** (%, mean ± std over seeds)", "",
-                 "| category | " + " | ".join(title(v, b) for v, b in columns) + " |",
-                 "|---|" + "---|" * len(columns)]
+        lines = [
+            f"**{label}** (%, mean ± std over seeds)",
+            "",
+            "| category | " + " | ".join(title(v, b) for v, b in columns) + " |",
+            "|---|" + "---|" * len(columns),
+        ]
         for cat in categories + ["mean"]:
             cells = []
             for v, b in columns:
@@ -252,15 +282,18 @@ def seen_files_by_category(rows: Sequence[Mapping[str, Any]]) -> Dict[str, Dict[
         if _seen_count(r) > 0:
             files = r.get("seen_files") or "[]"
             out.setdefault(str(r["category"]), {})[str(int(r["seed"]))] = (
-                json.loads(files) if isinstance(files, str) else list(files))
+                json.loads(files) if isinstance(files, str) else list(files)
+            )
     return out
 
 
 def _training_sentence(rows: Sequence[Mapping[str, Any]]) -> str:
     if not any(_seen_count(r) for r in rows):
         return "Models are trained on train/good only and nothing is chosen on the test set (docs/protocol.md)."
-    return ("Models are trained on train/good plus the seen anomalies below (supervised protocol) and nothing "
-            "is chosen on the test set (docs/protocol.md).")
+    return (
+        "Models are trained on train/good plus the seen anomalies below (supervised protocol) and nothing "
+        "is chosen on the test set (docs/protocol.md)."
+    )
 
 
 def _seen_lines(rows: Sequence[Mapping[str, Any]]) -> List[str]:
@@ -275,13 +308,20 @@ def _seen_lines(rows: Sequence[Mapping[str, Any]]) -> List[str]:
             "**all metrics are on the reduced test set** (column n_test); file names in seen_anomalies.json"
         )
     for folder, n in folders:
-        lines.append(f"- seen anomalies: {n} images from `{folder}`, used for training; the test set is not "
-                     "reduced (file names in seen_anomalies.json)")
+        lines.append(
+            f"- seen anomalies: {n} images from `{folder}`, used for training; the test set is not "
+            "reduced (file names in seen_anomalies.json)"
+        )
     return lines
 
 
-def write_results(out_dir: PathLike, rows: Sequence[Mapping[str, Any]], env: Optional[Mapping[str, Any]] = None,
-                  seeds: Optional[Sequence[int]] = None, command: Optional[str] = None) -> Dict[str, Path]:
+def write_results(
+    out_dir: PathLike,
+    rows: Sequence[Mapping[str, Any]],
+    env: Optional[Mapping[str, Any]] = None,
+    seeds: Optional[Sequence[int]] = None,
+    command: Optional[str] = None,
+) -> Dict[str, Path]:
     """(Re)write results.csv, results.json, summary.md and benchmark.html in ``out_dir``
     (atomically), and seen_anomalies.json when runs trained with seen anomalies."""
     out = Path(out_dir)
@@ -300,12 +340,29 @@ def write_results(out_dir: PathLike, rows: Sequence[Mapping[str, Any]], env: Opt
     for r, full in zip(clean, rows):
         if "_fit_info" in full:
             r["fit_info"] = full["_fit_info"]
-    payload = {"command": command, "environment": env, "seeds": list(seeds or sorted({int(r["seed"]) for r in rows})),
-               "rows": clean, "summary": summary}
+    payload = {
+        "command": command,
+        "environment": env,
+        "seeds": list(seeds or sorted({int(r["seed"]) for r in rows})),
+        "rows": clean,
+        "summary": summary,
+    }
     atomic_write_text(out / "results.json", json.dumps(payload, indent=1, default=str, allow_nan=True) + "\n")
 
-    res = sorted({(r["image_size"], r.get("crop_size", ""), r.get("eval_resolution", ""), r.get("resize") or "square",
-                   r.get("tile_size", ""), r.get("tile_overlap", "")) for r in rows}, key=str)
+    res = sorted(
+        {
+            (
+                r["image_size"],
+                r.get("crop_size", ""),
+                r.get("eval_resolution", ""),
+                r.get("resize") or "square",
+                r.get("tile_size", ""),
+                r.get("tile_overlap", ""),
+            )
+            for r in rows
+        },
+        key=str,
+    )
 
     def _prep(s, c, e, mode, tile, overlap) -> str:
         text = f"resize {s}" + (" (aspect ratio kept, padded; padding not scored)" if mode == "keep" else "")
@@ -331,20 +388,34 @@ def write_results(out_dir: PathLike, rows: Sequence[Mapping[str, Any]], env: Opt
         "Mean ± sample std (ddof=1) over seeds; metrics in percent. " + _training_sentence(rows),
         "",
         f"- seeds: {', '.join(str(s) for s in payload['seeds'])}",
-        *([f"- failed runs: {sum(map(_failed, rows))} of {len(rows)}, left out of the tables (their errors are "
-           "in column error of results.csv)"] if any(map(_failed, rows)) else []),
+        *(
+            [
+                f"- failed runs: {sum(map(_failed, rows))} of {len(rows)}, left out of the tables (their errors are "
+                "in column error of results.csv)"
+            ]
+            if any(map(_failed, rows))
+            else []
+        ),
         *_seen_lines(rows),
-        *(["- method column: the variant, `method[key=value,...]`; its values override --param for that "
-           "variant (results.csv: columns method, variant and method_params, the full set used)"]
-          if any(_variant(r) != str(r["method"]) for r in rows) else []),
+        *(
+            [
+                "- method column: the variant, `method[key=value,...]`; its values override --param for that "
+                "variant (results.csv: columns method, variant and method_params, the full set used)"
+            ]
+            if any(_variant(r) != str(r["method"]) for r in rows)
+            else []
+        ),
         f"- preprocessing: {sizes}",
         f"- machine: {env.get('machine', '')}",
         f"- versions: defectkit {env.get('defectkit_version', '')}, torch {env.get('torch_version', '')}, "
         f"numpy {env.get('numpy_version', '')}, python {env.get('python_version', '')}",
         f"- command: `{command}`",
         "- train s: wall time of fit, feature extraction included"
-        + ("; the feature cache was ON, so runs after the first reuse features and are faster"
-           if True in caches else "; feature cache off, every run extracted its own features"),
+        + (
+            "; the feature cache was ON, so runs after the first reuse features and are faster"
+            if True in caches
+            else "; feature cache off, every run extracted its own features"
+        ),
         "- infer ms/img: wall time of predict on the preprocessed test images (batches of batch_size) / "
         "number of images, after one untimed warm-up image; decoding the files is timed apart "
         "(column decode_ms_per_image)",

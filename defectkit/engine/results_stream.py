@@ -27,19 +27,66 @@ PathLike = Union[str, Path]
 #: What identifies one run of a grid.
 KEY_COLUMNS = ("method", "variant", "category", "seed")
 #: The settings that define what a run computed; a recorded row with other values is not the same run.
-SETTING_COLUMNS = ("backbone", "weights", "image_size", "crop_size", "resize", "tile_size", "tile_overlap",
-                   "method_params", "batch_size", "feature_cache", "seen_anomalies", "seen_dir", "data_path")
+SETTING_COLUMNS = (
+    "backbone",
+    "weights",
+    "image_size",
+    "crop_size",
+    "resize",
+    "tile_size",
+    "tile_overlap",
+    "method_params",
+    "batch_size",
+    "feature_cache",
+    "seen_anomalies",
+    "seen_dir",
+    "data_path",
+)
 #: Columns every streamed results.csv has after the usual ones: the weights file, the node that ran
 #: the run (Ray node id, empty for the local engine) and the error of a failed run (empty when it succeeded).
 STREAM_COLUMNS = ("weights", "node", "error")
 #: Columns read back as text even when they look like numbers.
-TEXT_COLUMNS = {"method", "backbone", "category", "variant", "resize", "layout", "seen_files", "seen_dir",
-                "group_metrics", "device", "method_params", "data_path", "torch_version", "defectkit_version",
-                "python_version", "machine", "timestamp", "weights", "node", "error", "run_page"}
+TEXT_COLUMNS = {
+    "method",
+    "backbone",
+    "category",
+    "variant",
+    "resize",
+    "layout",
+    "seen_files",
+    "seen_dir",
+    "group_metrics",
+    "device",
+    "method_params",
+    "data_path",
+    "torch_version",
+    "defectkit_version",
+    "python_version",
+    "machine",
+    "timestamp",
+    "weights",
+    "node",
+    "error",
+    "run_page",
+}
 #: Columns that hold a float (NaN when empty), as ``run_one`` writes them.
-FLOAT_COLUMNS = {"image_auroc", "pixel_auroc", "aupro", "pixel_ap", "train_seconds", "infer_ms_per_image",
-                 "peak_rss_mb", "image_f1_max", "image_f1_threshold", "pixel_f1_max", "pixel_f1_threshold",
-                 "throughput_img_s", "backbone_img_s", "decode_ms_per_image", "warmup_seconds"}
+FLOAT_COLUMNS = {
+    "image_auroc",
+    "pixel_auroc",
+    "aupro",
+    "pixel_ap",
+    "train_seconds",
+    "infer_ms_per_image",
+    "peak_rss_mb",
+    "image_f1_max",
+    "image_f1_threshold",
+    "pixel_f1_max",
+    "pixel_f1_threshold",
+    "throughput_img_s",
+    "backbone_img_s",
+    "decode_ms_per_image",
+    "warmup_seconds",
+}
 
 
 def stream_columns(run_pages: bool = False) -> List[str]:
@@ -59,8 +106,11 @@ def _text(value: Any) -> str:
 
 def setting_differences(recorded: Mapping[str, Any], expected: Mapping[str, Any]) -> List[str]:
     """``["image_size: 64 in results.csv, 128 now", ...]`` for the settings that differ."""
-    return [f"{c}: {_text(recorded.get(c, ''))!r} in results.csv, {_text(expected.get(c, ''))!r} now"
-            for c in SETTING_COLUMNS if _text(recorded.get(c, "")) != _text(expected.get(c, ""))]
+    return [
+        f"{c}: {_text(recorded.get(c, ''))!r} in results.csv, {_text(expected.get(c, ''))!r} now"
+        for c in SETTING_COLUMNS
+        if _text(recorded.get(c, "")) != _text(expected.get(c, ""))
+    ]
 
 
 def _parse(column: str, text: Optional[str]) -> Any:
@@ -120,8 +170,7 @@ class ResultsStream:
             w.writerow(self._cells(r))
         atomic_write_text(self.path, buf.getvalue())
         self._file = open(self.path, "a", newline="", encoding="utf-8")
-        self._writer = csv.DictWriter(self._file, fieldnames=self.columns, extrasaction="ignore",
-                                      lineterminator="\n")
+        self._writer = csv.DictWriter(self._file, fieldnames=self.columns, extrasaction="ignore", lineterminator="\n")
 
     def _cells(self, row: Mapping[str, Any]) -> Dict[str, Any]:
         return {c: _csv_value(row.get(c, "")) for c in self.columns}
@@ -129,7 +178,8 @@ class ResultsStream:
     def append(self, row: Mapping[str, Any]) -> None:
         buf = io.StringIO()  # one write per row, so a kill leaves at most one partial line
         csv.DictWriter(buf, fieldnames=self.columns, extrasaction="ignore", lineterminator="\n").writerow(
-            self._cells(row))
+            self._cells(row)
+        )
         self._file.write(buf.getvalue())
         self._file.flush()
 

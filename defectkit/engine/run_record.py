@@ -66,11 +66,22 @@ def deployed_threshold(thresholds: Any, metrics: Mapping[str, float]) -> Dict[st
     if isinstance(thresholds, Mapping):
         thresholds = Thresholds.from_dict(thresholds)
     if thresholds is not None and thresholds.image is not None and math.isfinite(float(thresholds.image)):
-        return {"image": float(thresholds.image), "origin": "model", "rule": thresholds.rule,
-                "fpr": thresholds.fpr, "source": thresholds.source,
-                "n_normal_scores": len(thresholds.normal_scores or [])}
-    return {"image": float(metrics["image_f1_threshold"]), "origin": "test_f1_max", "rule": "f1 on the test set",
-            "fpr": None, "source": "", "n_normal_scores": 0}
+        return {
+            "image": float(thresholds.image),
+            "origin": "model",
+            "rule": thresholds.rule,
+            "fpr": thresholds.fpr,
+            "source": thresholds.source,
+            "n_normal_scores": len(thresholds.normal_scores or []),
+        }
+    return {
+        "image": float(metrics["image_f1_threshold"]),
+        "origin": "test_f1_max",
+        "rule": "f1 on the test set",
+        "fpr": None,
+        "source": "",
+        "n_normal_scores": 0,
+    }
 
 
 def run_params(model, result, extra: Optional[Mapping[str, Any]] = None) -> Dict[str, Any]:
@@ -81,7 +92,9 @@ def run_params(model, result, extra: Optional[Mapping[str, Any]] = None) -> Dict
     model_part: Dict[str, Any] = {"method": model.method}
     model_part.update(model.get_params())
     model_part.pop("cache_dir", None)
-    model_part["resolution"] = "native (tiled)" if getattr(model, "tiling_", None) is not None else model.preprocess.output_size
+    model_part["resolution"] = (
+        "native (tiled)" if getattr(model, "tiling_", None) is not None else model.preprocess.output_size
+    )
     info = dict(getattr(model, "fit_info_", {}) or {})
     fit = {k: v for k, v in info.items() if k not in LONG_FIT_INFO}
     for k in LONG_FIT_INFO:
@@ -96,32 +109,45 @@ def run_params(model, result, extra: Optional[Mapping[str, Any]] = None) -> Dict
         "model": model_part,
         "training": fit,
         "data": data,
-        "timing": {"infer_ms_per_image": result.infer_ms_per_image, "batch_size": result.batch_size,
-                   "device": str(model.device_), **result.timing},
+        "timing": {
+            "infer_ms_per_image": result.infer_ms_per_image,
+            "batch_size": result.batch_size,
+            "device": str(model.device_),
+            **result.timing,
+        },
         "versions": {k: env[k] for k in ("defectkit_version", "torch_version", "numpy_version", "python_version")},
         "machine": env["machine"],
         "fit_info": info,
     }
 
 
-def build_record(title: str, metrics: Mapping[str, float], per_type: Mapping[str, Any], threshold: Mapping[str, Any],
-                 pixel_curves: Optional[Mapping[str, Any]], overlays: Mapping[str, Any],
-                 params: Mapping[str, Any], n_images: int) -> Dict[str, Any]:
+def build_record(
+    title: str,
+    metrics: Mapping[str, float],
+    per_type: Mapping[str, Any],
+    threshold: Mapping[str, Any],
+    pixel_curves: Optional[Mapping[str, Any]],
+    overlays: Mapping[str, Any],
+    params: Mapping[str, Any],
+    n_images: int,
+) -> Dict[str, Any]:
     """The ``run.json`` payload (JSON-safe)."""
-    return plain({
-        "format": RUN_FORMAT,
-        "version": RUN_VERSION,
-        "title": title,
-        "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
-        "per_image": PER_IMAGE_FILE,
-        "n_images": int(n_images),
-        "metrics": dict(metrics),
-        "per_defect_type": dict(per_type),
-        "threshold": dict(threshold),
-        "pixel_curves": dict(pixel_curves) if pixel_curves else None,
-        "overlays": dict(overlays),
-        "params": dict(params),
-    })
+    return plain(
+        {
+            "format": RUN_FORMAT,
+            "version": RUN_VERSION,
+            "title": title,
+            "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+            "per_image": PER_IMAGE_FILE,
+            "n_images": int(n_images),
+            "metrics": dict(metrics),
+            "per_defect_type": dict(per_type),
+            "threshold": dict(threshold),
+            "pixel_curves": dict(pixel_curves) if pixel_curves else None,
+            "overlays": dict(overlays),
+            "params": dict(params),
+        }
+    )
 
 
 def write_record(run_dir: PathLike, record: Mapping[str, Any]) -> Path:
@@ -153,7 +179,9 @@ class SavedRun:
 
 def _read_rows(path: Path) -> List[Dict[str, Any]]:
     if not path.is_file():
-        raise FileNotFoundError(f"{path} not found: a test run folder holds the per-image scores written by `defectkit test`")
+        raise FileNotFoundError(
+            f"{path} not found: a test run folder holds the per-image scores written by `defectkit test`"
+        )
     with open(path, newline="", encoding="utf-8") as f:
         reader = csv.DictReader(f)
         missing = {"path", "defect_type", "label", "score"} - set(reader.fieldnames or [])
@@ -164,10 +192,14 @@ def _read_rows(path: Path) -> List[Dict[str, Any]]:
             try:
                 label, score = int(r["label"]), float(r["score"])
             except ValueError:
-                raise ValueError(f"{path}, line {line}: label {r['label']!r} / score {r['score']!r} are not numbers") from None
+                raise ValueError(
+                    f"{path}, line {line}: label {r['label']!r} / score {r['score']!r} are not numbers"
+                ) from None
             if label not in (0, 1) or not math.isfinite(score):
-                raise ValueError(f"{path}, line {line}: label must be 0 or 1 and the score finite, "
-                                 f"got {r['label']!r} and {r['score']!r}")
+                raise ValueError(
+                    f"{path}, line {line}: label must be 0 or 1 and the score finite, "
+                    f"got {r['label']!r} and {r['score']!r}"
+                )
             rows.append({"path": r["path"], "defect_type": r["defect_type"], "label": label, "score": score})
     return rows
 
@@ -179,23 +211,28 @@ def read_run(run_dir: PathLike) -> SavedRun:
         raise NotADirectoryError(f"{run_dir} is not a folder (expected the output folder of `defectkit test`)")
     path = run_dir / RUN_FILE
     if not path.is_file():
-        raise FileNotFoundError(f"{path} not found: it is written by `defectkit test` (defectkit 0.2 or newer); "
-                                "run `defectkit test` again to make it")
+        raise FileNotFoundError(
+            f"{path} not found: it is written by `defectkit test` (defectkit 0.2 or newer); "
+            "run `defectkit test` again to make it"
+        )
     try:
         record = json.loads(path.read_text(encoding="utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise ValueError(f"{path} is not valid JSON: {exc}") from None
     if not isinstance(record, dict) or record.get("format") != RUN_FORMAT:
-        raise ValueError(f"{path} is not a defectkit run record (no \"format\": \"{RUN_FORMAT}\")")
+        raise ValueError(f'{path} is not a defectkit run record (no "format": "{RUN_FORMAT}")')
     version = record.get("version")
     if not isinstance(version, int) or version > RUN_VERSION:
-        raise ValueError(f"{path} has run-record version {version!r}; this defectkit reads up to version "
-                         f"{RUN_VERSION}: upgrade defectkit")
+        raise ValueError(
+            f"{path} has run-record version {version!r}; this defectkit reads up to version "
+            f"{RUN_VERSION}: upgrade defectkit"
+        )
     for key in ("metrics", "threshold", "params", "overlays"):
         if not isinstance(record.get(key), dict):
             raise ValueError(f"{path}: entry {key!r} is missing or not an object")
     rows = _read_rows(run_dir / str(record.get("per_image") or PER_IMAGE_FILE))
     if record.get("n_images") not in (None, len(rows)):
-        raise ValueError(f"{run_dir / PER_IMAGE_FILE} has {len(rows)} rows but {path} records "
-                         f"{record['n_images']} test images")
+        raise ValueError(
+            f"{run_dir / PER_IMAGE_FILE} has {len(rows)} rows but {path} records {record['n_images']} test images"
+        )
     return SavedRun(run_dir, record, rows)

@@ -63,8 +63,10 @@ class SpeedResult:
         return None
 
     def lines(self) -> List[str]:
-        out = [f"{self.method} {self.image_size}px, batch {self.batch_size}, {self.threads} threads"
-               + (f", {self.n_files} files from {self.input_dir} ({self.readers} reader threads)" if self.n_files else "")]
+        out = [
+            f"{self.method} {self.image_size}px, batch {self.batch_size}, {self.threads} threads"
+            + (f", {self.n_files} files from {self.input_dir} ({self.readers} reader threads)" if self.n_files else "")
+        ]
         for e in self.engines:
             e2e = "" if e.end_to_end_images_per_s is None else f", end to end {e.end_to_end_images_per_s:.1f} img/s"
             out.append(f"{e.engine:<12} graph {e.graph_images_per_s:.1f} img/s{e2e}")
@@ -87,13 +89,17 @@ class SpeedResult:
             e2e = "" if e.end_to_end_images_per_s is None else f"{e.end_to_end_images_per_s:.1f}"
             rows.append(f"| {e.engine} | {e.graph_images_per_s:.1f} | {e2e} |")
         env = self.environment
-        head = (f"# Speed of {Path(self.model).name} ({self.method}, {self.image_size} px)\n\n"
-                f"Batch {self.batch_size}, {self.threads} intra-op threads, {self.readers} reader threads, best of "
-                f"{self.repeats} passes; end to end over {self.n_files} files"
-                f"{' in ' + str(self.input_dir) if self.input_dir else ''}.\n\n")
-        tail = (f"\n\nLoad average at start {env.get('load_start')}, at end {env.get('load_end')}; "
-                f"{env.get('machine')}; onnxruntime {env.get('onnxruntime')}, torch {env.get('torch', '-')}, "
-                f"defectkit {env.get('defectkit')}; {env.get('date')}.\n")
+        head = (
+            f"# Speed of {Path(self.model).name} ({self.method}, {self.image_size} px)\n\n"
+            f"Batch {self.batch_size}, {self.threads} intra-op threads, {self.readers} reader threads, best of "
+            f"{self.repeats} passes; end to end over {self.n_files} files"
+            f"{' in ' + str(self.input_dir) if self.input_dir else ''}.\n\n"
+        )
+        tail = (
+            f"\n\nLoad average at start {env.get('load_start')}, at end {env.get('load_end')}; "
+            f"{env.get('machine')}; onnxruntime {env.get('onnxruntime')}, torch {env.get('torch', '-')}, "
+            f"defectkit {env.get('defectkit')}; {env.get('date')}.\n"
+        )
         return head + "\n".join(rows) + tail
 
 
@@ -153,9 +159,16 @@ def _load_avg() -> str:
         return "n/a"
 
 
-def measure_speed(model: PathLike, torch_model: Optional[PathLike] = None, input_dir: Optional[PathLike] = None,
-                  batch_size: int = 8, threads: int = 2, readers: int = 2, repeats: int = 3,
-                  max_files: Optional[int] = None) -> SpeedResult:
+def measure_speed(
+    model: PathLike,
+    torch_model: Optional[PathLike] = None,
+    input_dir: Optional[PathLike] = None,
+    batch_size: int = 8,
+    threads: int = 2,
+    readers: int = 2,
+    repeats: int = 3,
+    max_files: Optional[int] = None,
+) -> SpeedResult:
     """Measure the ONNX model ``model`` (and ``torch_model``) -> SpeedResult."""
     import onnxruntime
 
@@ -164,8 +177,10 @@ def measure_speed(model: PathLike, torch_model: Optional[PathLike] = None, input
     from ..deploy.onnx_scorer import OnnxScorer, to_model_input
 
     if Path(model).suffix.lower() != ".onnx":
-        raise ValueError(f"--model {model}: speed measures an exported .onnx model (defectkit export); "
-                         "give the .pt file as --torch-model")
+        raise ValueError(
+            f"--model {model}: speed measures an exported .onnx model (defectkit export); "
+            "give the .pt file as --torch-model"
+        )
     load_start = _load_avg()
     scorer = OnnxScorer(model, batch_size=batch_size, threads=threads, decode_workers=1)
     files = list_images(input_dir) if input_dir else []
@@ -179,16 +194,28 @@ def measure_speed(model: PathLike, torch_model: Optional[PathLike] = None, input
     else:
         images = np.random.default_rng(0).integers(0, 256, (batch_size, size, size, 3), dtype=np.uint8)
     x = to_model_input(images)
-    result = SpeedResult(str(model), scorer.method, size, batch_size, threads, readers, repeats, len(files),
-                         None if input_dir is None else str(input_dir))
+    result = SpeedResult(
+        str(model),
+        scorer.method,
+        size,
+        batch_size,
+        threads,
+        readers,
+        repeats,
+        len(files),
+        None if input_dir is None else str(input_dir),
+    )
     onnx = EngineSpeed("onnxruntime", graph_rate(lambda b: scorer.run(b), x, batch_size, repeats))
     if files:
         onnx.end_to_end_images_per_s = pipeline_rate(scorer, files, batch_size, readers, repeats)
     result.engines.append(onnx)
-    env: Dict[str, Any] = {"onnxruntime": onnxruntime.__version__, "defectkit": __version__,
-                           "machine": f"{platform.platform()}; {os.cpu_count()} CPUs",
-                           "python": platform.python_version(),
-                           "date": _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")}
+    env: Dict[str, Any] = {
+        "onnxruntime": onnxruntime.__version__,
+        "defectkit": __version__,
+        "machine": f"{platform.platform()}; {os.cpu_count()} CPUs",
+        "python": platform.python_version(),
+        "date": _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+    }
     if torch_model is not None:
         env["torch"] = _measure_torch(result, torch_model, images, files, batch_size, threads, readers, repeats)
     env.update(load_start=load_start, load_end=_load_avg())
@@ -196,8 +223,16 @@ def measure_speed(model: PathLike, torch_model: Optional[PathLike] = None, input
     return result
 
 
-def _measure_torch(result: SpeedResult, path: PathLike, images: np.ndarray, files, batch_size: int, threads: int,
-                   readers: int, repeats: int) -> str:
+def _measure_torch(
+    result: SpeedResult,
+    path: PathLike,
+    images: np.ndarray,
+    files,
+    batch_size: int,
+    threads: int,
+    readers: int,
+    repeats: int,
+) -> str:
     import torch
 
     from ..deploy.scorer import TorchScorer

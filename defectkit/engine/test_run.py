@@ -22,10 +22,10 @@ import numpy as np
 
 from ..data.seen_anomalies import seen_file_names
 from ..utils.atomic import atomic_write_text
+from ..utils.outputs import OutputDir
 from ..viz.overlay import display_images, save_overlay, select_examples
 from .breakdown import per_defect_type
 from .curves import pixel_curves
-from ..utils.outputs import OutputDir
 from .evaluate import EvaluationResult, evaluate_model, write_per_image_csv
 from .report import write_run_report
 from .run_record import build_record, deployed_threshold, run_params, write_record
@@ -72,9 +72,11 @@ def decision_at_threshold(labels: Sequence[int], scores: Sequence[float], thresh
 def decision_lines(decision: Dict[str, Any]) -> List[str]:
     """The confusion at the model's threshold as a few printable lines."""
     c = decision["confusion"]
-    lines = [f"at the model's threshold {decision['threshold']:.4g} ({decision['rule']}; chosen without test data):",
-             f"  good images:      {c['good_as_good']} passed, {c['good_as_defect']} flagged",
-             f"  defective images: {c['defect_as_defect']} flagged, {c['defect_as_good']} passed"]
+    lines = [
+        f"at the model's threshold {decision['threshold']:.4g} ({decision['rule']}; chosen without test data):",
+        f"  good images:      {c['good_as_good']} passed, {c['good_as_defect']} flagged",
+        f"  defective images: {c['defect_as_defect']} flagged, {c['defect_as_good']} passed",
+    ]
     if decision.get("held_out_normals_flagged_fraction") is not None:
         lines.append(f"  held-out normals flagged when it was set: {decision['held_out_normals_flagged_fraction']:.1%}")
     return lines
@@ -93,10 +95,14 @@ def unseen_test_set(model, dataset) -> Tuple[List, List[str]]:
     wanted = set(seen)
     kept = [s for s in test if seen_file_names([s])[0] not in wanted]
     excluded = len(test) - len(kept)
-    notes = [f"excluding {excluded} test images the model saw in training (fit_info seen_anomalies); "
-             f"metrics are on the reduced test set of {len(kept)} images"]
+    notes = [
+        f"excluding {excluded} test images the model saw in training (fit_info seen_anomalies); "
+        f"metrics are on the reduced test set of {len(kept)} images"
+    ]
     if excluded < len(wanted):
-        notes.append(f"note: {len(wanted) - excluded} of the model's {len(wanted)} seen anomalies are not in this test set")
+        notes.append(
+            f"note: {len(wanted) - excluded} of the model's {len(wanted)} seen anomalies are not in this test set"
+        )
     return kept, notes
 
 
@@ -107,7 +113,9 @@ def _mask_list(result: EvaluationResult) -> Optional[List[Optional[np.ndarray]]]
     return [None if (s.label == 1 and s.mask_path is None) else result.masks[i] for i, s in enumerate(result.samples)]
 
 
-def _write_overlays(result: EvaluationResult, model, folder: Path, picks: Dict[str, List[int]]) -> Dict[str, List[Dict[str, Any]]]:
+def _write_overlays(
+    result: EvaluationResult, model, folder: Path, picks: Dict[str, List[int]]
+) -> Dict[str, List[Dict[str, Any]]]:
     """Image | map overlays (ground truth outlined) of the picked images, one colour scale for all.
 
     Images come from the model's own inputs (padded with ``resize="keep"``, full resolution
@@ -138,15 +146,30 @@ def _write_overlays(result: EvaluationResult, model, folder: Path, picks: Dict[s
             mask = result.masks[i][:h, :w] if result.masks is not None else None
             name = f"{kind}_{k:02d}_{s.defect_type}_{s.path.stem}.png"
             save_overlay(folder / name, img, result.maps[i][:h, :w], vmin, vmax, mask=mask, with_original=True)
-            items.append({"index": int(i), "path": str(s.path), "defect_type": s.defect_type, "label": int(s.label),
-                          "score": float(result.scores[i]), "overlay": f"{folder.name}/{name}"})
+            items.append(
+                {
+                    "index": int(i),
+                    "path": str(s.path),
+                    "defect_type": s.defect_type,
+                    "label": int(s.label),
+                    "score": float(result.scores[i]),
+                    "overlay": f"{folder.name}/{name}",
+                }
+            )
         out[kind] = items
     return out
 
 
-def write_test_run(model, result: EvaluationResult, out: Path, title: str, n_examples: int = 6,
-                   extra: Optional[Dict[str, Any]] = None, gallery_size: int = GALLERY_SIZE,
-                   output: Optional[OutputDir] = None) -> TestRun:
+def write_test_run(
+    model,
+    result: EvaluationResult,
+    out: Path,
+    title: str,
+    n_examples: int = 6,
+    extra: Optional[Dict[str, Any]] = None,
+    gallery_size: int = GALLERY_SIZE,
+    output: Optional[OutputDir] = None,
+) -> TestRun:
     """Write the run's folder ``out`` from an evaluation, then its page (report.html, report.md).
 
     ``output`` (a prepared :class:`~defectkit.utils.outputs.OutputDir` for ``out``) lists
@@ -169,18 +192,26 @@ def write_test_run(model, result: EvaluationResult, out: Path, title: str, n_exa
         keep = [i for i, m in enumerate(masks) if m is not None]
         curves = pixel_curves(result.masks[keep], result.maps[keep])
     worst = worst_cases(labels, result.scores, threshold["image"], gallery_size)
-    picks = {"false_alarm": worst["false_alarms"]["indices"], "escape": worst["escapes"]["indices"],
-             "example": select_examples(result, n_examples) if n_examples > 0 else []}
+    picks = {
+        "false_alarm": worst["false_alarms"]["indices"],
+        "escape": worst["escapes"]["indices"],
+        "example": select_examples(result, n_examples) if n_examples > 0 else [],
+    }
     drawn = _write_overlays(result, model, out / "overlays", picks)
     overlays = {
-        "vmin": float(np.min(result.maps)), "vmax": float(np.max(result.maps)),
-        "false_alarms": {"n": worst["false_alarms"]["n"], "nearest": worst["false_alarms"]["nearest"],
-                         "items": drawn["false_alarm"]},
+        "vmin": float(np.min(result.maps)),
+        "vmax": float(np.max(result.maps)),
+        "false_alarms": {
+            "n": worst["false_alarms"]["n"],
+            "nearest": worst["false_alarms"]["nearest"],
+            "items": drawn["false_alarm"],
+        },
         "escapes": {"n": worst["escapes"]["n"], "nearest": worst["escapes"]["nearest"], "items": drawn["escape"]},
         "examples": {"n": len(drawn["example"]), "nearest": False, "items": drawn["example"]},
     }
-    record = build_record(title, result.metrics, per_type, threshold, curves, overlays,
-                          run_params(model, result, extra), result.n_images)
+    record = build_record(
+        title, result.metrics, per_type, threshold, curves, overlays, run_params(model, result, extra), result.n_images
+    )
     run_json = write_record(out, record)
     report = write_run_report(out)
     decision = None
@@ -194,9 +225,18 @@ def write_test_run(model, result: EvaluationResult, out: Path, title: str, n_exa
     return TestRun(result, report, csv_path, metrics_path, run_json, decision)
 
 
-def run_test(model, test_samples: Sequence, out: Path, title: str, n_examples: int = 6,
-             extra: Dict[str, Any] = None, progress: bool = True, strict: bool = False,
-             groups: Dict[str, Any] = None, output: Optional[OutputDir] = None) -> TestRun:
+def run_test(
+    model,
+    test_samples: Sequence,
+    out: Path,
+    title: str,
+    n_examples: int = 6,
+    extra: Dict[str, Any] = None,
+    progress: bool = True,
+    strict: bool = False,
+    groups: Dict[str, Any] = None,
+    output: Optional[OutputDir] = None,
+) -> TestRun:
     """Evaluate, then write the run's folder and page into ``out`` (``write_test_run``).
 
     ``strict``: a mask whose size differs from its image's is an error, not a warning.

@@ -40,8 +40,14 @@ def training_set(path: PathLike, layout: Optional[str] = None) -> Tuple[list, st
     return ds.train, ds.name
 
 
-def seen_for_training(method: str, data: PathLike, seed: int, seen_anomalies: int = 0,
-                      seen_dir: Optional[PathLike] = None, layout: Optional[str] = None) -> Tuple[Optional[list], str]:
+def seen_for_training(
+    method: str,
+    data: PathLike,
+    seed: int,
+    seen_anomalies: int = 0,
+    seen_dir: Optional[PathLike] = None,
+    layout: Optional[str] = None,
+) -> Tuple[Optional[list], str]:
     """(seen anomalies or None, where they came from) for a supervised fit."""
     if seen_dir:
         check_seen_supported(method, "--seen-dir")
@@ -57,8 +63,9 @@ def seen_for_training(method: str, data: PathLike, seed: int, seen_anomalies: in
     return seen, f"test set of {data}, seed {seed}"
 
 
-def threshold_defects(rule: Optional[str], defects_dir: Optional[PathLike] = None,
-                      seen: Optional[List] = None) -> Tuple[Optional[List], str]:
+def threshold_defects(
+    rule: Optional[str], defects_dir: Optional[PathLike] = None, seen: Optional[List] = None
+) -> Tuple[Optional[List], str]:
     """(defect Samples for F1-max thresholds or None, where they come from), checked before training.
 
     ``rule`` "f1" (implied by ``defects_dir``) needs annotated defects: ``defects_dir``
@@ -67,19 +74,29 @@ def threshold_defects(rule: Optional[str], defects_dir: Optional[PathLike] = Non
     """
     if defects_dir:
         if rule == "fpr":
-            raise ValueError("--threshold-defects sets F1-max thresholds; it cannot be combined with "
-                             "--threshold-rule fpr")
+            raise ValueError(
+                "--threshold-defects sets F1-max thresholds; it cannot be combined with --threshold-rule fpr"
+            )
         return seen_from_folder(defects_dir), f"annotated defects in {defects_dir}"
     if rule != "f1":
         return None, ""
     if seen is None:
-        raise ValueError("--threshold-rule f1 needs defect images with masks: --threshold-defects DIR (or, for a "
-                         "supervised method, its seen anomalies)")
+        raise ValueError(
+            "--threshold-rule f1 needs defect images with masks: --threshold-defects DIR (or, for a "
+            "supervised method, its seen anomalies)"
+        )
     return list(seen), "seen anomalies (also trained on, so F1 on them is optimistic)"
 
 
-def fit_model(model, items: list, seen: Optional[List] = None, source: str = "", progress: bool = True,
-              defects: Optional[List] = None, defect_source: str = "annotated defects"):
+def fit_model(
+    model,
+    items: list,
+    seen: Optional[List] = None,
+    source: str = "",
+    progress: bool = True,
+    defects: Optional[List] = None,
+    defect_source: str = "annotated defects",
+):
     """Fit ``model``; with seen anomalies, record their names so ``test`` can leave them out.
 
     ``defects`` (annotated Samples): afterwards, set F1-max thresholds on them against
@@ -93,7 +110,9 @@ def fit_model(model, items: list, seen: Optional[List] = None, source: str = "",
         model.fit_info_["seen_source"] = source
     if defects is not None:
         if getattr(model, "thresholds_", None) is None:
-            raise ValueError("F1-max thresholds need held-out normal images, and this fit held out none "
-                             "(too few training images, or a hold-out fraction of 0)")
+            raise ValueError(
+                "F1-max thresholds need held-out normal images, and this fit held out none "
+                "(too few training images, or a hold-out fraction of 0)"
+            )
         model.calibrate(defects=defects, defect_source=defect_source, progress=progress)
     return model

@@ -23,8 +23,8 @@ from typing import Tuple
 
 import torch
 
-from ..models.base import AnomalyModel, floor_outside, patch_centres
 from ..features import upsample_maps
+from ..models.base import AnomalyModel, floor_outside, patch_centres
 
 
 class TiledModelError(ValueError):
@@ -39,7 +39,8 @@ def check_exportable(model: AnomalyModel) -> None:
         raise TiledModelError(
             f"this {model.method} model is tiled (tile_size={model.tile_size}): its windows are cut and their maps "
             "stitched by defectkit's Python code, which an ONNX graph does not hold, so tiled models are not "
-            "exported; predict with the .pt file, or train without --tile to export")
+            "exported; predict with the .pt file, or train without --tile to export"
+        )
 
 
 class ScoringGraph(torch.nn.Module):
@@ -102,8 +103,7 @@ class PatchCoreGraph(ScoringGraph):
         # the distance to the chosen entry computed directly: the expansion loses precision near 0
         patch_scores = torch.linalg.vector_norm(flat - self.bank[nn_idx], dim=1).reshape(n, h * w)
         maps = upsample_maps(patch_scores.reshape(n, 1, h, w), model.preprocess.output_size, model.blur_sigma)
-        ranked = patch_scores if valid is None else patch_scores.masked_fill(~patch_centres(valid, h, w),
-                                                                             float("-inf"))
+        ranked = patch_scores if valid is None else patch_scores.masked_fill(~patch_centres(valid, h, w), float("-inf"))
         best = ranked.argmax(dim=1)
         s_star = patch_scores.gather(1, best[:, None])[:, 0]
         if self.k <= 1:

@@ -55,9 +55,12 @@ def check_images(model, check: Optional[PathLike]) -> Tuple[List[Path], str]:
     named = [Path(p) for p in (getattr(model, "fit_info_", {}) or {}).get("held_out_files", [])]
     readable = [p for p in named if p.is_file()]
     if not readable:
-        why = ("its held-out images are no longer at the paths it recorded" if named else
-               "the model file does not record where its held-out normal images are (trained by an older "
-               "defectkit, or without a held-out split)")
+        why = (
+            "its held-out images are no longer at the paths it recorded"
+            if named
+            else "the model file does not record where its held-out normal images are (trained by an older "
+            "defectkit, or without a held-out split)"
+        )
         raise ValueError(f"no images to check parity on: {why}; pass --check DIR (normal images of this part)")
     return readable[:MAX_CHECK_IMAGES], "held-out normal training images named in the model file"
 
@@ -86,9 +89,16 @@ def onnx_graph(model):
         graph(*args)  # first call builds cached operators (e.g. the separable upsampler), so they become constants
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            program = torch.onnx.export(graph, args, dynamo=True, opset_version=OPSET, input_names=names,
-                                        output_names=[SCORE_OUTPUT, MAP_OUTPUT], dynamic_shapes=shapes,
-                                        verbose=False)
+            program = torch.onnx.export(
+                graph,
+                args,
+                dynamo=True,
+                opset_version=OPSET,
+                input_names=names,
+                output_names=[SCORE_OUTPUT, MAP_OUTPUT],
+                dynamic_shapes=shapes,
+                verbose=False,
+            )
     proto = program.model_proto
     proto.producer_name = "defectkit"
     return proto
@@ -99,21 +109,29 @@ def metadata_of(model):
     from ..deploy.onnx_model import IMAGE_INPUT, VALID_INPUT, OnnxMetadata
     from ..utils.model_file import MODEL_FORMAT_VERSION
 
-    backbone = {"name": model.backbone, "weights_id": model.backbone_.weights_id,
-                "revision": model.backbone_.revision}
+    backbone = {"name": model.backbone, "weights_id": model.backbone_.weights_id, "revision": model.backbone_.revision}
     pre = model.preprocess
     preprocess = {"image_size": pre.image_size, "crop_size": pre.crop_size, "resize": pre.resize}
     inputs = [IMAGE_INPUT] + ([VALID_INPUT] if pre.resize == "keep" else [])
     params = {k: v for k, v in model.get_params().items() if k not in ("device", "cache_dir")}
     info = dict(getattr(model, "fit_info_", {}) or {})
     info.pop("curve", None)
-    return OnnxMetadata(method=model.method, backbone=backbone, preprocess=preprocess, inputs=inputs,
-                        thresholds=getattr(model, "thresholds_", None), defectkit_version=__version__,
-                        model_format_version=MODEL_FORMAT_VERSION, params=params, fit_info=info)
+    return OnnxMetadata(
+        method=model.method,
+        backbone=backbone,
+        preprocess=preprocess,
+        inputs=inputs,
+        thresholds=getattr(model, "thresholds_", None),
+        defectkit_version=__version__,
+        model_format_version=MODEL_FORMAT_VERSION,
+        params=params,
+        fit_info=info,
+    )
 
 
-def export_model(model, out: PathLike, check: Optional[PathLike] = None, force: bool = False,
-                 tolerance: float = PARITY_TOLERANCE) -> ExportResult:
+def export_model(
+    model, out: PathLike, check: Optional[PathLike] = None, force: bool = False, tolerance: float = PARITY_TOLERANCE
+) -> ExportResult:
     """Export fitted ``model`` to ``out`` (.onnx) after checking parity; see the module docstring.
 
     Raises FileExistsError (``out`` or its parity file exists, without ``force``), ValueError
@@ -147,9 +165,16 @@ def export_model(model, out: PathLike, check: Optional[PathLike] = None, force: 
     report = check_parity(model, scorer, paths, source, tolerance)
     if not report.holds:
         raise ParityError(f"export refused, the ONNX graph does not score like the torch model: {report.summary()}")
-    record = {**report.to_dict(), "method": model.method, "model": str(out), "opset": OPSET,
-              "torch": torch.__version__, "onnxruntime": onnxruntime.__version__,
-              "python": platform.python_version(), "export_seconds": round(seconds, 2)}
+    record = {
+        **report.to_dict(),
+        "method": model.method,
+        "model": str(out),
+        "opset": OPSET,
+        "torch": torch.__version__,
+        "onnxruntime": onnxruntime.__version__,
+        "python": platform.python_version(),
+        "export_seconds": round(seconds, 2),
+    }
     atomic_write_bytes(out, data)
     atomic_write_text(parity_out, json.dumps(record, indent=2) + "\n")
     return ExportResult(out, parity_out, report, seconds)

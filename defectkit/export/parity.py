@@ -49,18 +49,24 @@ class ParityReport:
 
     @property
     def holds(self) -> bool:
-        return all(b.relative_score_diff <= self.tolerance and b.relative_map_diff <= self.tolerance
-                   and not b.label_mismatches for b in self.batches)
+        return all(
+            b.relative_score_diff <= self.tolerance and b.relative_map_diff <= self.tolerance and not b.label_mismatches
+            for b in self.batches
+        )
 
     def summary(self) -> str:
         parts = []
         for b in self.batches:
             labels = "" if b.label_mismatches is None else f", {b.label_mismatches} label mismatches"
-            parts.append(f"batch {b.batch_size}: max |score diff| {b.max_score_diff:.3g} "
-                         f"({b.relative_score_diff:.3g} of the score scale), max |map diff| {b.max_map_diff:.3g} "
-                         f"({b.relative_map_diff:.3g}){labels}")
-        return (f"{len(self.images)} images ({self.image_source}), score scale {self.score_scale:.4g}, "
-                f"tolerance {self.tolerance:g}: " + "; ".join(parts))
+            parts.append(
+                f"batch {b.batch_size}: max |score diff| {b.max_score_diff:.3g} "
+                f"({b.relative_score_diff:.3g} of the score scale), max |map diff| {b.max_map_diff:.3g} "
+                f"({b.relative_map_diff:.3g}){labels}"
+            )
+        return (
+            f"{len(self.images)} images ({self.image_source}), score scale {self.score_scale:.4g}, "
+            f"tolerance {self.tolerance:g}: " + "; ".join(parts)
+        )
 
     def to_dict(self) -> Dict[str, Any]:
         d = asdict(self)
@@ -68,8 +74,9 @@ class ParityReport:
         return d
 
 
-def check_parity(model, scorer, paths: Sequence[Path], image_source: str,
-                 tolerance: float = PARITY_TOLERANCE) -> ParityReport:
+def check_parity(
+    model, scorer, paths: Sequence[Path], image_source: str, tolerance: float = PARITY_TOLERANCE
+) -> ParityReport:
     """Score ``paths`` with the torch ``model`` and the runtime ``scorer`` -> ParityReport."""
     from ..deploy.scorer import TorchScorer
 

@@ -17,7 +17,18 @@ from .fusion import (
 from .maps import SeparableUpsampler, gaussian_blur, gaussian_kernel1d, upsample_maps
 
 __all__ = [
-    "AGGREGATIONS", "FeatureExtractor", "SeparableUpsampler", "adaptive_pool_matrix", "aggregate_neighbourhood",
-    "check_aggregation", "default_cache_dir", "embed_neighbourhood", "file_digest", "fuse_stages",
-    "gaussian_blur", "gaussian_kernel1d", "stage_balance_weights", "upsample_maps",
+    "AGGREGATIONS",
+    "FeatureExtractor",
+    "SeparableUpsampler",
+    "adaptive_pool_matrix",
+    "aggregate_neighbourhood",
+    "check_aggregation",
+    "default_cache_dir",
+    "embed_neighbourhood",
+    "file_digest",
+    "fuse_stages",
+    "gaussian_blur",
+    "gaussian_kernel1d",
+    "stage_balance_weights",
+    "upsample_maps",
 ]

@@ -18,12 +18,12 @@ from typing import Dict, Iterator, List, Optional, Sequence, Tuple, Union
 
 import torch
 
-from ..utils.atomic import atomic_torch_save
-from ..utils.progress import progress as progress_bar
 from ..backbones import Backbone
 from ..data.batches import load_images
 from ..data.preprocess import Preprocess
+from ..utils.atomic import atomic_torch_save
 from ..utils.device import autocast_off
+from ..utils.progress import progress as progress_bar
 
 PathLike = Union[str, Path]
 CACHE_FORMAT = 1

@@ -25,7 +25,6 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 import torch
-from ..utils.progress import progress as progress_bar
 
 from .. import __version__
 from ..backbones import Backbone, create_backbone
@@ -34,7 +33,8 @@ from ..data.preprocess import Box, Preprocess
 from ..data.samples import Sample
 from ..data.splits import split_validation
 from ..data.tiling import Stitcher, Tiling
-from ..deploy.thresholds import DEFAULT_FPR, Thresholds, calibrate as calibrate_thresholds, check_fpr
+from ..deploy.thresholds import DEFAULT_FPR, Thresholds, check_fpr
+from ..deploy.thresholds import calibrate as calibrate_thresholds
 from ..features import FeatureExtractor
 from ..utils.device import resolve_device, seed_everything
 from ..utils.images import to_uint8
@@ -46,14 +46,28 @@ from ..utils.model_file import (
     read_model_file,
     write_model_file,
 )
+from ..utils.progress import progress as progress_bar
 from .components.bounds import check_strides
 from .registry import method_class
 
 ImagesLike = Union[torch.Tensor, ImageBatch, NativeBatch, Sequence[Union[str, Path, Sample]]]
 
 #: parameters every method takes; they have their own CLI options
-BASE_PARAMS = ("backbone", "weights", "image_size", "crop_size", "device", "seed", "batch_size", "cache_dir",
-               "use_cache", "resize", "tile_size", "tile_overlap", "fpr")
+BASE_PARAMS = (
+    "backbone",
+    "weights",
+    "image_size",
+    "crop_size",
+    "device",
+    "seed",
+    "batch_size",
+    "cache_dir",
+    "use_cache",
+    "resize",
+    "tile_size",
+    "tile_overlap",
+    "fpr",
+)
 #: changing one of these invalidates the built backbone
 _BACKBONE_PARAMS = ("backbone", "weights", "device")
 
@@ -151,7 +165,9 @@ class AnomalyModel:
         known = self.param_names()
         unknown = sorted(set(params) - set(known))
         if unknown:
-            raise ValueError(f"unknown parameter(s) {', '.join(unknown)} for {self.method}; accepted: {', '.join(known)}")
+            raise ValueError(
+                f"unknown parameter(s) {', '.join(unknown)} for {self.method}; accepted: {', '.join(known)}"
+            )
         for name, value in params.items():
             setattr(self, name, value)
         if any(name in _BACKBONE_PARAMS for name in params):
@@ -160,7 +176,9 @@ class AnomalyModel:
 
     def check_params(self) -> None:
         """ValueError for a parameter value the method cannot use (called by ``fit`` and the factory)."""
-        size = Preprocess(self.image_size, self.crop_size, self.resize).output_size  # checks image_size, crop_size, resize
+        size = Preprocess(
+            self.image_size, self.crop_size, self.resize
+        ).output_size  # checks image_size, crop_size, resize
         if self.tile_size is not None:
             Tiling(self.tile_size, self.tile_overlap)  # checks both
             if self.crop_size is not None:
@@ -243,8 +261,10 @@ class AnomalyModel:
         if isinstance(images, ImageBatch):
             return images.images
         if isinstance(images, NativeBatch):
-            raise ValueError("a NativeBatch holds full-resolution images of a tiled model; as_tensor takes files, "
-                             "Samples, an ImageBatch or a tensor")
+            raise ValueError(
+                "a NativeBatch holds full-resolution images of a tiled model; as_tensor takes files, "
+                "Samples, an ImageBatch or a tensor"
+            )
         paths = [Path(i.path) if isinstance(i, Sample) else Path(i) for i in images]
         batch, _, _ = load_batch(paths, self.preprocess, on_error="raise")
         return batch.images
@@ -305,8 +325,9 @@ class AnomalyModel:
         if held_out:
             # where they are, so `defectkit export` can check the exported graph on them
             self.fit_info_["held_out_files"] = [str(Path(p).resolve()) for p in held_out]
-            self.calibrate(held_out, source=f"{len(held_out)} held-out normal training images (not trained on)",
-                           progress=progress)
+            self.calibrate(
+                held_out, source=f"{len(held_out)} held-out normal training images (not trained on)", progress=progress
+            )
         else:
             self.fit_info_["thresholds"] = "none: no normal images were held out"
         return self
@@ -316,7 +337,9 @@ class AnomalyModel:
         indices or None). ``fit`` scores the held-out images after training to set the thresholds.
 
         Training tiles are split by source image, so no held-out tile overlaps a trained one."""
-        train_idx, val_idx = split_validation(len(paths), fraction, self.seed, groups=self.__dict__.get("_split_groups"))
+        train_idx, val_idx = split_validation(
+            len(paths), fraction, self.seed, groups=self.__dict__.get("_split_groups")
+        )
         self.__dict__["_held_out"] = [] if val_idx is None else [Path(paths[i]) for i in val_idx]
         return train_idx, val_idx
 
@@ -346,13 +369,16 @@ class AnomalyModel:
         t0 = time.perf_counter()
         if normal_images is not None:
             scores, maps = self._predict_chunked(normal_images, progress, "calibration")
-            thresholds = calibrate_thresholds(scores, maps, self.fpr, pixel_fpr,
-                                              source or f"{len(scores)} normal images")
+            thresholds = calibrate_thresholds(
+                scores, maps, self.fpr, pixel_fpr, source or f"{len(scores)} normal images"
+            )
         else:
             current = getattr(self, "thresholds_", None)
             if current is None or not current.normal_scores:
-                raise ValueError("this model stores no held-out normal scores: give normal images it did not "
-                                 "train on (CLI: defectkit threshold --normals DIR)")
+                raise ValueError(
+                    "this model stores no held-out normal scores: give normal images it did not "
+                    "train on (CLI: defectkit threshold --normals DIR)"
+                )
             thresholds = current.with_fpr(self.fpr, pixel_fpr)
         if defects is not None:
             defects = list(defects)
@@ -452,8 +478,9 @@ class AnomalyModel:
         """Score each image window by window at native resolution and stitch the maps."""
         sizes = sorted({tuple(img.shape[:2]) for img in batch.images})
         if len(sizes) > 1:
-            raise ValueError(f"a tiled model predicts images of one size per call, got sizes {sizes}; "
-                             "predict them one at a time")
+            raise ValueError(
+                f"a tiled model predicts images of one size per call, got sizes {sizes}; predict them one at a time"
+            )
         tiling, pre, device = self._tiling_or_raise(), self.preprocess, self.device_
         scores, maps = [], []
         for img in batch.images:
@@ -466,8 +493,9 @@ class AnomalyModel:
                 _, m = self._predict_tensor(x)
                 m = m.float()
                 if m.shape[-1] != tiling.size:
-                    m = torch.nn.functional.interpolate(m, size=(tiling.size, tiling.size), mode="bilinear",
-                                                        align_corners=False)
+                    m = torch.nn.functional.interpolate(
+                        m, size=(tiling.size, tiling.size), mode="bilinear", align_corners=False
+                    )
                 for (top, left, _), amap in zip(pending, m[:, 0].cpu().numpy()):
                     stitcher.add(amap, top, left)
                 pending.clear()
@@ -479,7 +507,9 @@ class AnomalyModel:
             if pending:
                 flush(pending, stitcher)
             full = torch.from_numpy(stitcher.result())
-            scores.append(float(self.map_image_scores(full[None, None], torch.ones((1, height, width), dtype=torch.bool))[0]))
+            scores.append(
+                float(self.map_image_scores(full[None, None], torch.ones((1, height, width), dtype=torch.bool))[0])
+            )
             maps.append(full.numpy())
         if not maps:
             return np.zeros(0, np.float32), np.zeros((0, 0, 0), np.float32)
@@ -569,7 +599,9 @@ class AnomalyModel:
         try:
             model.thresholds_ = None if stored is None else Thresholds.from_dict(stored)
         except (AttributeError, TypeError, ValueError) as exc:
-            raise ValueError(f"{path}: the stored thresholds are unusable ({exc}); re-set them with "
-                             "`defectkit threshold --model ... --normals DIR`") from None
+            raise ValueError(
+                f"{path}: the stored thresholds are unusable ({exc}); re-set them with "
+                "`defectkit threshold --model ... --normals DIR`"
+            ) from None
         model._fitted = True
         return model

@@ -94,7 +94,7 @@ def canonical_spec(spec: str) -> str:
     match = _SPEC.match(spec)
     if not match:
         return spec
-    return _registered_spelling(match.group(1)) + spec[match.end(1):]
+    return _registered_spelling(match.group(1)) + spec[match.end(1) :]
 
 
 def accepts_seen(method: str) -> bool:
@@ -104,6 +104,7 @@ def accepts_seen(method: str) -> bool:
 
 def supervised_methods() -> List[str]:
     return [m for m in available_methods() if accepts_seen(m)]
+
 
 def accepted_params(method: str) -> List[str]:
     """Constructor keywords of a method beyond the shared ones (``BASE_PARAMS``)."""
@@ -129,11 +130,15 @@ def params_for(method: str, method_params: Optional[Mapping[str, Any]], methods:
     method_params = {_qualified(k): v for k, v in dict(method_params or {}).items()}
     for key in method_params:
         if key in BASE_PARAMS:
-            raise ValueError(f"parameter {key!r} has its own option (e.g. --{key.replace('_', '-')}); not a method parameter")
+            raise ValueError(
+                f"parameter {key!r} has its own option (e.g. --{key.replace('_', '-')}); not a method parameter"
+            )
         target, _, name = key.rpartition(".")
         wanted = [target] if target else methods
         if target and target not in methods:
-            raise ValueError(f"parameter {key!r} is for method {target!r}, which is not being run ({', '.join(methods)})")
+            raise ValueError(
+                f"parameter {key!r} is for method {target!r}, which is not being run ({', '.join(methods)})"
+            )
         if not any(name in accepted_params(m) for m in wanted):
             known = sorted({p for m in wanted for p in accepted_params(m)})
             raise ValueError(
@@ -163,8 +168,9 @@ def build_model(method: str, method_params: Optional[Mapping[str, Any]] = None, 
     return model
 
 
-def variant_params(spec: str, method_params: Optional[Mapping[str, Any]] = None,
-                   methods: Sequence[str] = ()) -> Tuple[str, Dict[str, Any]]:
+def variant_params(
+    spec: str, method_params: Optional[Mapping[str, Any]] = None, methods: Sequence[str] = ()
+) -> Tuple[str, Dict[str, Any]]:
     """(method name, constructor params) of one method spec: ``method_params`` meant for it,
     overridden by the spec's own ``[key=value]``. Unknown methods raise KeyError, unknown
     keys ValueError naming the spec."""
@@ -178,8 +184,9 @@ def variant_params(spec: str, method_params: Optional[Mapping[str, Any]] = None,
     return name, params
 
 
-def resolve_variants(specs: Sequence[str], method_params: Optional[Mapping[str, Any]] = None
-                     ) -> List[Tuple[str, str, Dict[str, Any]]]:
+def resolve_variants(
+    specs: Sequence[str], method_params: Optional[Mapping[str, Any]] = None
+) -> List[Tuple[str, str, Dict[str, Any]]]:
     """``[(variant, method, params)]`` for method specs, duplicates dropped, all checked first."""
     variants = list(dict.fromkeys(canonical_spec(s) for s in specs))
     names = list(dict.fromkeys(parse_method_spec(v)[0] for v in variants))
@@ -189,5 +196,7 @@ def resolve_variants(specs: Sequence[str], method_params: Optional[Mapping[str, 
 def check_seen_supported(method: str, option: str = "--seen-anomalies") -> None:
     """ValueError unless ``method`` learns from seen anomalies (say which methods do)."""
     if not accepts_seen(method):
-        raise ValueError(f"method {method} is unsupervised; {option} applies to: "
-                         f"{', '.join(supervised_methods()) or 'no installed method'}")
+        raise ValueError(
+            f"method {method} is unsupervised; {option} applies to: "
+            f"{', '.join(supervised_methods()) or 'no installed method'}"
+        )

@@ -109,7 +109,7 @@ def describe(hint: Any) -> str:
 
 
 def _example(name: str, default: Any) -> str:
-    """" (e.g. strides=(8, 16))": the default, written as --param takes it."""
+    """ " (e.g. strides=(8, 16))": the default, written as --param takes it."""
     if default is _NO_VALUE or default is None:
         return ""
     return f" (e.g. {name}={default if isinstance(default, str) else repr(default)})"

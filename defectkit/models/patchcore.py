@@ -22,11 +22,10 @@ import torch
 
 from ..features import check_aggregation, fuse_stages, upsample_maps
 from .base import AnomalyModel, patch_centres
-from .registry import register_method
-from .components.bounds import check_bounds, check_patch_size
 from .components.bounded_coreset import StreamingCoreset
+from .components.bounds import check_bounds, check_patch_size
 from .components.nearest_neighbour import NearestNeighbourIndex, check_search_backend
-
+from .registry import register_method
 
 #: Training images whose backbone maps are held at once; each chunk is reduced to its coreset candidates.
 STREAM_IMAGES = 32
@@ -89,7 +88,15 @@ class PatchCore(AnomalyModel):
         super().check_params()
         check_aggregation(self.aggregation, self.embed_dim)
         check_patch_size(self.patch_size)
-        check_bounds(self, coreset_ratio="(0, 1]", max_bank_size=">= 0", candidate_factor=">= 1", projection_dim=">= 0", num_neighbours=">= 1", blur_sigma=">= 0")
+        check_bounds(
+            self,
+            coreset_ratio="(0, 1]",
+            max_bank_size=">= 0",
+            candidate_factor=">= 1",
+            projection_dim=">= 0",
+            num_neighbours=">= 1",
+            blur_sigma=">= 0",
+        )
         check_search_backend(self.search_backend)
         if not 0.0 <= self.calibration_fraction < 1.0:
             raise ValueError(f"calibration_fraction must be in [0, 1), got {self.calibration_fraction!r}")
@@ -114,12 +121,18 @@ class PatchCore(AnomalyModel):
             if coreset is None:
                 patches_per_image = h * w
                 coreset = StreamingCoreset(
-                    len(train_paths) * patches_per_image, self.coreset_ratio, self.max_bank_size,
-                    self.projection_dim, self.seed, self.candidate_factor,
+                    len(train_paths) * patches_per_image,
+                    self.coreset_ratio,
+                    self.max_bank_size,
+                    self.projection_dim,
+                    self.seed,
+                    self.candidate_factor,
                 )
             elif h * w != patches_per_image:
-                raise ValueError(f"training images give patch grids of {patches_per_image} and {h * w} "
-                                 "patches; PatchCore needs one input size for all")
+                raise ValueError(
+                    f"training images give patch grids of {patches_per_image} and {h * w} "
+                    "patches; PatchCore needs one input size for all"
+                )
             t = time.perf_counter()
             coreset.add(feats.reshape(-1, d))
             select_seconds += time.perf_counter() - t
@@ -143,7 +156,9 @@ class PatchCore(AnomalyModel):
         """Nearest-neighbour search over the bank, built on first use."""
         index = self.__dict__.get("_index")
         if index is None:
-            index = self.__dict__["_index"] = NearestNeighbourIndex(self.memory_bank_.to(self.device_), self.search_backend)
+            index = self.__dict__["_index"] = NearestNeighbourIndex(
+                self.memory_bank_.to(self.device_), self.search_backend
+            )
         return index
 
     def _predict_tensor(self, images: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:

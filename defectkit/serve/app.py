@@ -53,8 +53,11 @@ async def read_uploads(request: Request, field: str, settings: ServeSettings, at
     """The files of multipart ``field`` as (name for messages, bytes)."""
     content_type = request.headers.get("content-type", "")
     if not content_type.lower().startswith("multipart/form-data"):
-        raise ServeError(415, f"send the image as multipart/form-data with the field {field!r}, not "
-                         f"{content_type or 'a body without a content type'!r}")
+        raise ServeError(
+            415,
+            f"send the image as multipart/form-data with the field {field!r}, not "
+            f"{content_type or 'a body without a content type'!r}",
+        )
     try:
         form = await request.form(max_files=at_most + 1, max_fields=at_most + 8)
     except StarletteHTTPException as exc:
@@ -66,8 +69,11 @@ async def read_uploads(request: Request, field: str, settings: ServeSettings, at
             got = f"; got {', '.join(repr(o) for o in others)}" if others else ""
             raise ServeError(422, f"missing multipart field {field!r}{got}")
         if len(values) > 1 and at_most == 1:
-            raise ServeError(422, f"{len(values)} files in the field {field!r}; this endpoint takes one "
-                             "(POST /predict/batch takes several)")
+            raise ServeError(
+                422,
+                f"{len(values)} files in the field {field!r}; this endpoint takes one "
+                "(POST /predict/batch takes several)",
+            )
         if len(values) > at_most:
             raise ServeError(413, f"{len(values)} files in one request; at most {at_most} are taken")
         uploads = []
@@ -78,35 +84,41 @@ async def read_uploads(request: Request, field: str, settings: ServeSettings, at
             what += f" ({value.filename!r})" if value.filename else ""
             data = await value.read()
             if len(data) > settings.max_bytes:
-                raise ServeError(413, f"{what}: {len(data)} bytes is over the limit of {settings.max_bytes} bytes "
-                                 "(--max-bytes)")
+                raise ServeError(
+                    413, f"{what}: {len(data)} bytes is over the limit of {settings.max_bytes} bytes (--max-bytes)"
+                )
             uploads.append((what, data, value.filename))
         return uploads
     finally:
         await form.close()
 
 
-async def score_images(service: InferenceService, request: Request, images: list, names: list,
-                       flags: Dict[str, bool], keep_maps: bool = False) -> List[Dict[str, Any]]:
+async def score_images(
+    service: InferenceService,
+    request: Request,
+    images: list,
+    names: list,
+    flags: Dict[str, bool],
+    keep_maps: bool = False,
+) -> List[Dict[str, Any]]:
     """Queue decoded images, wait for their scores, and build their records (``keep_maps``: each
     record also holds its anomaly map under ``"_map"``, for the v2 ``anomaly_map`` output)."""
     jobs = [Job(image, display=flags.get("heatmap", False)) for image in images]
     try:
         scored = await service.batcher.submit(jobs)
     except QueueFull as exc:
-        raise ServeError(503, f"busy: {exc}; retry in {RETRY_AFTER_S} s",
-                         {"Retry-After": str(RETRY_AFTER_S)}) from None
+        raise ServeError(503, f"busy: {exc}; retry in {RETRY_AFTER_S} s", {"Retry-After": str(RETRY_AFTER_S)}) from None
     except RuntimeError as exc:
         raise ServeError(503, str(exc), {"Retry-After": str(RETRY_AFTER_S)}) from None
     sizes = [(im.shape[1], im.shape[0]) for im in images]
-    records = await run_in_threadpool(service.records, scored, sizes, names, flags.get("mask", False),
-                                      flags.get("heatmap", False))
+    records = await run_in_threadpool(
+        service.records, scored, sizes, names, flags.get("mask", False), flags.get("heatmap", False)
+    )
     for record, one in zip(records, scored):
         service.metrics.observe_label(record["label"])
         if keep_maps:
             record["_map"] = one.amap
-    request.scope.setdefault("state", {})["log"] = {"images": len(records),
-                                                    "labels": [r["label"] for r in records]}
+    request.scope.setdefault("state", {})["log"] = {"images": len(records), "labels": [r["label"] for r in records]}
     return records
 
 
@@ -127,8 +139,12 @@ def create_app(scorer, settings: Optional[ServeSettings] = None) -> FastAPI:
             app.state.ready = False
             await service.batcher.stop()  # requests still queued are answered first
 
-    app = FastAPI(title="defectkit", version=__version__, lifespan=lifespan,
-                  description="Industrial visual anomaly detection: one good/defect decision per image.")
+    app = FastAPI(
+        title="defectkit",
+        version=__version__,
+        lifespan=lifespan,
+        description="Industrial visual anomaly detection: one good/defect decision per image.",
+    )
     app.state.ready = False
     app.state.service = service
 
@@ -173,7 +189,7 @@ def create_app(scorer, settings: Optional[ServeSettings] = None) -> FastAPI:
     async def predict(request: Request):
         """One image in the multipart field ``file`` -> its record."""
         flags = parse_flags(request)
-        (what, data, filename), = await read_uploads(request, "file", settings, at_most=1)
+        ((what, data, filename),) = await read_uploads(request, "file", settings, at_most=1)
         image = await run_in_threadpool(decode_image, data, settings.max_pixels, what)
         return (await score_images(service, request, [image], [filename], flags))[0]
 

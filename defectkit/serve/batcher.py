@@ -37,8 +37,14 @@ class DynamicBatcher:
     (an ``Exception`` in the list fails that item only; raising fails the whole batch).
     ``on_batch(size, seconds)`` is told about every batch (metrics)."""
 
-    def __init__(self, run_batch: Callable[[List[Any]], Sequence[Any]], max_batch: int, max_wait_s: float,
-                 queue_size: int, on_batch: Optional[Callable[[int, float], None]] = None):
+    def __init__(
+        self,
+        run_batch: Callable[[List[Any]], Sequence[Any]],
+        max_batch: int,
+        max_wait_s: float,
+        queue_size: int,
+        on_batch: Optional[Callable[[int, float], None]] = None,
+    ):
         self.run_batch = run_batch
         self.max_batch = int(max_batch)
         self.max_wait_s = float(max_wait_s)

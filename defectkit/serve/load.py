@@ -36,14 +36,28 @@ class LoadResult:
         return float(np.percentile(np.asarray(self.latencies_s) * 1e3, q)) if self.latencies_s else float("nan")
 
     def summary(self) -> Dict[str, object]:
-        return {"requests": self.requests, "concurrency": self.concurrency, "errors": len(self.errors),
-                "seconds": round(self.seconds, 3), "throughput_rps": round(self.throughput, 2),
-                "p50_ms": round(self.percentile_ms(50), 2), "p99_ms": round(self.percentile_ms(99), 2),
-                "statuses": {str(k): v for k, v in sorted(self.statuses.items())}, "labels": dict(self.labels)}
+        return {
+            "requests": self.requests,
+            "concurrency": self.concurrency,
+            "errors": len(self.errors),
+            "seconds": round(self.seconds, 3),
+            "throughput_rps": round(self.throughput, 2),
+            "p50_ms": round(self.percentile_ms(50), 2),
+            "p99_ms": round(self.percentile_ms(99), 2),
+            "statuses": {str(k): v for k, v in sorted(self.statuses.items())},
+            "labels": dict(self.labels),
+        }
 
 
-def run_load(url: str, files: Sequence[Path], requests: int, concurrency: int, headers: Optional[dict] = None,
-             timeout_s: float = 60.0, after: Optional[Callable[[int], None]] = None) -> LoadResult:
+def run_load(
+    url: str,
+    files: Sequence[Path],
+    requests: int,
+    concurrency: int,
+    headers: Optional[dict] = None,
+    timeout_s: float = 60.0,
+    after: Optional[Callable[[int], None]] = None,
+) -> LoadResult:
     """Send ``requests`` uploads of ``files`` (cycled) to ``url`` (``.../predict``) from ``concurrency`` threads.
 
     ``after(n)`` is called (from a client thread, once) when ``n`` requests have been answered

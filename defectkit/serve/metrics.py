@@ -22,18 +22,33 @@ class ServiceMetrics:
     def __init__(self, max_batch: int, queue_depth: Optional[Callable[[], int]] = None):
         self.registry = CollectorRegistry()
         r = self.registry
-        self.requests = Counter("defectkit_requests", "HTTP requests answered, by endpoint and status",
-                                ["endpoint", "status"], registry=r)
-        self.latency = Histogram("defectkit_request_duration_seconds", "Time from request to response, by endpoint",
-                                 ["endpoint"], buckets=LATENCY_BUCKETS, registry=r)
-        self.images = Counter("defectkit_images", "Images scored, by label (none: the model has no threshold)",
-                              ["label"], registry=r)
-        self.defect_rate = Gauge("defectkit_defect_rate", "Fraction of the labelled images scored so far that "
-                                 "were labelled defect", registry=r)
-        self.batch_size = Histogram("defectkit_batch_size", "Images per forward pass (dynamic batching)",
-                                    buckets=tuple(float(b) for b in range(1, max_batch + 1)), registry=r)
-        self.batch_seconds = Histogram("defectkit_batch_duration_seconds", "Time to score one batch",
-                                       buckets=LATENCY_BUCKETS, registry=r)
+        self.requests = Counter(
+            "defectkit_requests", "HTTP requests answered, by endpoint and status", ["endpoint", "status"], registry=r
+        )
+        self.latency = Histogram(
+            "defectkit_request_duration_seconds",
+            "Time from request to response, by endpoint",
+            ["endpoint"],
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.images = Counter(
+            "defectkit_images", "Images scored, by label (none: the model has no threshold)", ["label"], registry=r
+        )
+        self.defect_rate = Gauge(
+            "defectkit_defect_rate",
+            "Fraction of the labelled images scored so far that were labelled defect",
+            registry=r,
+        )
+        self.batch_size = Histogram(
+            "defectkit_batch_size",
+            "Images per forward pass (dynamic batching)",
+            buckets=tuple(float(b) for b in range(1, max_batch + 1)),
+            registry=r,
+        )
+        self.batch_seconds = Histogram(
+            "defectkit_batch_duration_seconds", "Time to score one batch", buckets=LATENCY_BUCKETS, registry=r
+        )
         depth = Gauge("defectkit_queue_depth", "Images waiting to be scored", registry=r)
         if queue_depth is not None:
             depth.set_function(queue_depth)

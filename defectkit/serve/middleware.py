@@ -32,8 +32,10 @@ DRAIN_FACTOR = 4
 
 async def send_json(send: Callable, status: int, body: Dict, headers: Optional[Dict[str, str]] = None) -> None:
     data = json.dumps(body).encode()
-    raw: List[Tuple[bytes, bytes]] = [(b"content-type", b"application/json"),
-                                      (b"content-length", str(len(data)).encode())]
+    raw: List[Tuple[bytes, bytes]] = [
+        (b"content-type", b"application/json"),
+        (b"content-length", str(len(data)).encode()),
+    ]
     raw += [(k.lower().encode(), str(v).encode()) for k, v in (headers or {}).items()]
     await send({"type": "http.response.start", "status": status, "headers": raw})
     await send({"type": "http.response.body", "body": data})
@@ -75,9 +77,14 @@ class AccessLog:
             seconds = time.perf_counter() - start
             endpoint = self.endpoint(scope)
             self.metrics.observe_request(endpoint, status["code"], seconds)
-            entry = {"time": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="milliseconds"),
-                     "client": (scope.get("client") or ("", 0))[0], "method": scope.get("method"),
-                     "path": scope.get("path"), "status": status["code"], "duration_ms": round(seconds * 1e3, 2)}
+            entry = {
+                "time": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="milliseconds"),
+                "client": (scope.get("client") or ("", 0))[0],
+                "method": scope.get("method"),
+                "path": scope.get("path"),
+                "status": status["code"],
+                "duration_ms": round(seconds * 1e3, 2),
+            }
             entry.update(scope["state"].get("log", {}))
             ACCESS_LOG.info(json.dumps(entry))
 
@@ -101,8 +108,12 @@ class ApiKey:
         scheme, _, token = given.partition(b" ")
         if scheme.lower() != b"bearer" or not hmac.compare_digest(token.strip(), self.key):
             what = "missing" if not given else "wrong"
-            await send_json(send, 401, {"error": f"{what} API key: send the header 'Authorization: Bearer <key>'"},
-                            {"WWW-Authenticate": "Bearer"})
+            await send_json(
+                send,
+                401,
+                {"error": f"{what} API key: send the header 'Authorization: Bearer <key>'"},
+                {"WWW-Authenticate": "Bearer"},
+            )
             return
         await self.app(scope, receive, send)
 
@@ -124,7 +135,9 @@ class BodyLimit:
                 try:
                     declared = int(value)
                 except ValueError:
-                    await send_json(send, 400, {"error": f"bad Content-Length header {value.decode(errors='replace')!r}"})
+                    await send_json(
+                        send, 400, {"error": f"bad Content-Length header {value.decode(errors='replace')!r}"}
+                    )
                     return
         chunks, size, over = [], 0, declared is not None and declared > limit
         while True:
@@ -143,8 +156,12 @@ class BodyLimit:
                 break
         if over:
             total = declared if declared is not None else f"more than {limit}"
-            await send_json(send, 413, {"error": f"request body of {total} bytes is over the limit of {limit} bytes "
-                                        "(--max-bytes)"}, {"Connection": "close"})
+            await send_json(
+                send,
+                413,
+                {"error": f"request body of {total} bytes is over the limit of {limit} bytes (--max-bytes)"},
+                {"Connection": "close"},
+            )
             return
         body = b"".join(chunks)
         replayed = False

@@ -57,8 +57,14 @@ def allow_pixels(max_pixels: int) -> None:
         Image.MAX_IMAGE_PIXELS = max_pixels
 
 
-def run(model: Path, settings: ServeSettings, host: str = "127.0.0.1", port: int = 8000, device: str = "auto",
-        ready_line: Optional[str] = None) -> None:
+def run(
+    model: Path,
+    settings: ServeSettings,
+    host: str = "127.0.0.1",
+    port: int = 8000,
+    device: str = "auto",
+    ready_line: Optional[str] = None,
+) -> None:
     """Load ``model`` (any format ``load_scorer`` opens) and serve it until SIGTERM / Ctrl-C."""
     import uvicorn
 
@@ -70,10 +76,21 @@ def run(model: Path, settings: ServeSettings, host: str = "127.0.0.1", port: int
     allow_pixels(settings.max_pixels)
     configure_access_log()
     app = create_app(scorer, settings)
-    config = uvicorn.Config(app, host=host, port=port, log_level="warning", access_log=False,
-                            timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_S, lifespan="on")
+    config = uvicorn.Config(
+        app,
+        host=host,
+        port=port,
+        log_level="warning",
+        access_log=False,
+        timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_S,
+        lifespan="on",
+    )
     server = uvicorn.Server(config)
     auth = "API key required (except /health)" if settings.api_key else "no API key"
-    print(f"serving {model} ({scorer.method}, model name {settings.model_name!r}) on http://{host}:{port} "
-          f"[{auth}; batches of up to {settings.max_batch}, queue {settings.queue_size}]", file=sys.stderr, flush=True)
+    print(
+        f"serving {model} ({scorer.method}, model name {settings.model_name!r}) on http://{host}:{port} "
+        f"[{auth}; batches of up to {settings.max_batch}, queue {settings.queue_size}]",
+        file=sys.stderr,
+        flush=True,
+    )
     server.run()  # after a graceful shutdown on SIGTERM, uvicorn re-raises the signal (exit status 143)

@@ -57,8 +57,9 @@ class InferenceService:
         self.settings = settings
         self.thresholds = scorer.thresholds
         self.colour_scale = self.thresholds.colour_scale() if self.thresholds is not None else None
-        self.batcher = DynamicBatcher(self.score_batch, settings.max_batch, settings.max_wait_ms / 1000.0,
-                                      settings.queue_size)
+        self.batcher = DynamicBatcher(
+            self.score_batch, settings.max_batch, settings.max_wait_ms / 1000.0, settings.queue_size
+        )
         self.metrics = ServiceMetrics(settings.max_batch, queue_depth=self.batcher.depth)
         self.batcher.on_batch = self.metrics.observe_batch
 
@@ -78,28 +79,51 @@ class InferenceService:
         return results
 
     # ---- request threads -------------------------------------------------------------
-    def record(self, scored: Scored, width: int, height: int, mask: bool = False, heatmap: bool = False,
-               name: Optional[str] = None) -> Dict[str, Any]:
+    def record(
+        self,
+        scored: Scored,
+        width: int,
+        height: int,
+        mask: bool = False,
+        heatmap: bool = False,
+        name: Optional[str] = None,
+    ) -> Dict[str, Any]:
         """The answer for one image (docs/serving.md): the fields of a ``predict`` record, plus sizes."""
         normalised = None
         if self.thresholds is not None:
             values = self.thresholds.normalised([scored.score])
             normalised = None if values is None else float(values[0])
         decision = decide(scored.score, scored.amap, self.thresholds, normalised)
-        out: Dict[str, Any] = {"file": name, "score": decision.score, "normalized_score": decision.normalised_score,
-                               "label": decision.label, "threshold": decision.threshold,
-                               "pixel_threshold": decision.pixel_threshold, "boxes": decision.boxes,
-                               "width": int(width), "height": int(height), "map_size": int(self.scorer.output_size)}
+        out: Dict[str, Any] = {
+            "file": name,
+            "score": decision.score,
+            "normalized_score": decision.normalised_score,
+            "label": decision.label,
+            "threshold": decision.threshold,
+            "pixel_threshold": decision.pixel_threshold,
+            "boxes": decision.boxes,
+            "width": int(width),
+            "height": int(height),
+            "map_size": int(self.scorer.output_size),
+        }
         if mask:
             out["mask"] = None if decision.mask is None else png_base64(decision.mask)
         if heatmap:
-            out["heatmap"] = (None if scored.display is None
-                              else png_base64(overlay_image(scored.display, scored.amap, decision.mask,
-                                                            self.colour_scale)))
+            out["heatmap"] = (
+                None
+                if scored.display is None
+                else png_base64(overlay_image(scored.display, scored.amap, decision.mask, self.colour_scale))
+            )
         return out
 
-    def records(self, scored: Sequence[Scored], sizes: Sequence[Any], names: Sequence[Optional[str]],
-                mask: bool = False, heatmap: bool = False) -> List[Dict[str, Any]]:
+    def records(
+        self,
+        scored: Sequence[Scored],
+        sizes: Sequence[Any],
+        names: Sequence[Optional[str]],
+        mask: bool = False,
+        heatmap: bool = False,
+    ) -> List[Dict[str, Any]]:
         return [self.record(s, w, h, mask, heatmap, n) for s, (w, h), n in zip(scored, sizes, names)]
 
     # ---- what the model is -----------------------------------------------------------
@@ -110,12 +134,27 @@ class InferenceService:
         info.setdefault("method", self.scorer.method)
         info.setdefault("output_size", int(self.scorer.output_size))
         t = self.thresholds
-        info["thresholds"] = None if t is None else {
-            "image": t.image, "pixel": t.pixel, "rule": t.rule, "fpr": t.fpr, "pixel_fpr": t.pixel_fpr,
-            "source": t.source, "description": t.describe()}
+        info["thresholds"] = (
+            None
+            if t is None
+            else {
+                "image": t.image,
+                "pixel": t.pixel,
+                "rule": t.rule,
+                "fpr": t.fpr,
+                "pixel_fpr": t.pixel_fpr,
+                "source": t.source,
+                "description": t.describe(),
+            }
+        )
         info["name"] = self.settings.model_name
         info["defectkit_version"] = __version__
-        info["limits"] = {"max_bytes": self.settings.max_bytes, "max_pixels": self.settings.max_pixels,
-                          "max_files": self.settings.max_files, "max_batch": self.settings.max_batch,
-                          "max_wait_ms": self.settings.max_wait_ms, "queue_size": self.settings.queue_size}
+        info["limits"] = {
+            "max_bytes": self.settings.max_bytes,
+            "max_pixels": self.settings.max_pixels,
+            "max_files": self.settings.max_files,
+            "max_batch": self.settings.max_batch,
+            "max_wait_ms": self.settings.max_wait_ms,
+            "queue_size": self.settings.queue_size,
+        }
         return info

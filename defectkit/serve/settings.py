@@ -41,5 +41,6 @@ class ServeSettings:
         if not self.max_wait_ms >= 0:
             raise ValueError(f"max_wait_ms must be >= 0, got {self.max_wait_ms!r}")
         if self.max_files > self.queue_size:
-            raise ValueError(f"queue_size ({self.queue_size}) must hold at least one full request of "
-                             f"{self.max_files} images")
+            raise ValueError(
+                f"queue_size ({self.queue_size}) must hold at least one full request of {self.max_files} images"
+            )

@@ -35,8 +35,11 @@ def looks_like_image(data: bytes) -> bool:
 def check_pixels(width: int, height: int, max_pixels: int, what: str) -> None:
     """413 when ``width x height`` exceeds ``max_pixels``."""
     if width * height > max_pixels:
-        raise ServeError(413, f"{what}: image of {width}x{height} = {width * height} pixels is over the limit of "
-                         f"{max_pixels} pixels (refused before decoding, as a possible decompression bomb)")
+        raise ServeError(
+            413,
+            f"{what}: image of {width}x{height} = {width * height} pixels is over the limit of "
+            f"{max_pixels} pixels (refused before decoding, as a possible decompression bomb)",
+        )
 
 
 def decode_image(data: bytes, max_pixels: int, what: str = "file") -> np.ndarray:
@@ -48,14 +51,17 @@ def decode_image(data: bytes, max_pixels: int, what: str = "file") -> np.ndarray
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # the limit below decides
             im = Image.open(io.BytesIO(data), formats=ACCEPTED_FORMATS)
     except Image.DecompressionBombError as exc:
-        raise ServeError(413, f"{what}: image too large, refused before decoding as a possible decompression bomb "
-                         f"({exc})") from None
+        raise ServeError(
+            413, f"{what}: image too large, refused before decoding as a possible decompression bomb ({exc})"
+        ) from None
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
         if looks_like_image(data):
             raise ServeError(422, f"{what}: truncated or corrupt image header ({type(exc).__name__})") from None
-        raise ServeError(415, f"{what}: not an image by its content (accepted: "
-                         f"{', '.join(f.lower() for f in ACCEPTED_FORMATS)}), whatever its name or content type"
-                         ) from None
+        raise ServeError(
+            415,
+            f"{what}: not an image by its content (accepted: "
+            f"{', '.join(f.lower() for f in ACCEPTED_FORMATS)}), whatever its name or content type",
+        ) from None
     with im:
         check_pixels(im.size[0], im.size[1], max_pixels, what)
         try:

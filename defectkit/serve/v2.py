@@ -39,15 +39,25 @@ def model_metadata(service: InferenceService) -> Dict[str, Any]:
         "name": service.settings.model_name,
         "versions": ["1"],
         "platform": f"defectkit_{service.scorer.method}",
-        "inputs": [{"name": "image", "datatype": "UINT8", "shape": [-1, -1, -1, 3],
-                    "parameters": {"accepted_datatypes": list(DATATYPES),
-                                   "layout": "NHWC RGB; UINT8 0..255 or FP32 in [0, 1]"}}],
-        "outputs": [{"name": "score", "datatype": "FP32", "shape": [-1]},
-                    {"name": "normalized_score", "datatype": "FP32", "shape": [-1]},
-                    {"name": "label", "datatype": "BYTES", "shape": [-1]},
-                    {"name": "threshold", "datatype": "FP32", "shape": [-1]},
-                    {"name": "boxes", "datatype": "BYTES", "shape": [-1]},
-                    {"name": "anomaly_map", "datatype": "FP32", "shape": [-1, s, s]}],
+        "inputs": [
+            {
+                "name": "image",
+                "datatype": "UINT8",
+                "shape": [-1, -1, -1, 3],
+                "parameters": {
+                    "accepted_datatypes": list(DATATYPES),
+                    "layout": "NHWC RGB; UINT8 0..255 or FP32 in [0, 1]",
+                },
+            }
+        ],
+        "outputs": [
+            {"name": "score", "datatype": "FP32", "shape": [-1]},
+            {"name": "normalized_score", "datatype": "FP32", "shape": [-1]},
+            {"name": "label", "datatype": "BYTES", "shape": [-1]},
+            {"name": "threshold", "datatype": "FP32", "shape": [-1]},
+            {"name": "boxes", "datatype": "BYTES", "shape": [-1]},
+            {"name": "anomaly_map", "datatype": "FP32", "shape": [-1, s, s]},
+        ],
     }
 
 
@@ -66,8 +76,12 @@ def parse_infer(body: Any, service: InferenceService) -> tuple:
     if datatype not in DATATYPES:
         raise ServeError(422, f"input tensor: datatype {datatype!r} is not taken (use {' or '.join(DATATYPES)})")
     shape = tensor["shape"]
-    if (not isinstance(shape, list) or not all(isinstance(d, int) and not isinstance(d, bool) and d > 0 for d in shape)
-            or len(shape) not in (3, 4) or shape[-1] != 3):
+    if (
+        not isinstance(shape, list)
+        or not all(isinstance(d, int) and not isinstance(d, bool) and d > 0 for d in shape)
+        or len(shape) not in (3, 4)
+        or shape[-1] != 3
+    ):
         raise ServeError(422, f"input tensor: shape {shape!r} must be [N, H, W, 3] or [H, W, 3] with positive sizes")
     if len(shape) == 3:
         shape = [1] + shape
@@ -102,8 +116,9 @@ def _fp32(values) -> List[float]:
     return [None if v is None else float(v) for v in values]
 
 
-def infer_response(service: InferenceService, records: List[Dict[str, Any]], maps: List[np.ndarray],
-                   names: List[str], request_id: Any) -> Dict[str, Any]:
+def infer_response(
+    service: InferenceService, records: List[Dict[str, Any]], maps: List[np.ndarray], names: List[str], request_id: Any
+) -> Dict[str, Any]:
     n = len(records)
     columns = {
         "score": ("FP32", [n], lambda: _fp32(r["score"] for r in records)),
@@ -111,11 +126,16 @@ def infer_response(service: InferenceService, records: List[Dict[str, Any]], map
         "threshold": ("FP32", [n], lambda: _fp32(r["threshold"] for r in records)),
         "label": ("BYTES", [n], lambda: [r["label"] or "" for r in records]),
         "boxes": ("BYTES", [n], lambda: [json.dumps(r["boxes"]) for r in records]),
-        "anomaly_map": ("FP32", [n] + list(maps[0].shape) if maps else [0],
-                        lambda: np.stack(maps).astype(np.float32).ravel().tolist() if maps else []),
+        "anomaly_map": (
+            "FP32",
+            [n] + list(maps[0].shape) if maps else [0],
+            lambda: np.stack(maps).astype(np.float32).ravel().tolist() if maps else [],
+        ),
     }
-    outputs = [{"name": name, "datatype": columns[name][0], "shape": columns[name][1], "data": columns[name][2]()}
-               for name in names]
+    outputs = [
+        {"name": name, "datatype": columns[name][0], "shape": columns[name][1], "data": columns[name][2]()}
+        for name in names
+    ]
     answer: Dict[str, Any] = {"model_name": service.settings.model_name, "model_version": "1", "outputs": outputs}
     if request_id is not None:
         answer["id"] = request_id
@@ -159,7 +179,9 @@ def add_v2_routes(router: APIRouter, service: InferenceService) -> None:
         check_name(name)
         content_type = request.headers.get("content-type", "")
         if not content_type.lower().startswith("application/json"):
-            raise ServeError(415, f"send the infer request as application/json, not {content_type or 'no content type'!r}")
+            raise ServeError(
+                415, f"send the infer request as application/json, not {content_type or 'no content type'!r}"
+            )
         raw = await request.body()
         try:
             body = json.loads(raw)

@@ -36,8 +36,9 @@ def apply_color_op(image: np.ndarray, op: str, rng: np.random.Generator) -> np.n
     return np.asarray(im, dtype=np.uint8)
 
 
-def color_augment(image: np.ndarray, rng: np.random.Generator, n_ops: int = 2,
-                  ops: tuple[str, ...] = COLOR_OPS) -> np.ndarray:
+def color_augment(
+    image: np.ndarray, rng: np.random.Generator, n_ops: int = 2, ops: tuple[str, ...] = COLOR_OPS
+) -> np.ndarray:
     """Aug_1: ``n_ops`` distinct operations drawn from ``ops``, applied in the drawn order."""
     out = image
     if n_ops <= 0:
@@ -47,9 +48,14 @@ def color_augment(image: np.ndarray, rng: np.random.Generator, n_ops: int = 2,
     return out
 
 
-def affine_patch(patch: np.ndarray, mask: np.ndarray, rng: np.random.Generator,
-                 rotate: tuple[float, float] = (-90.0, 90.0), shear: tuple[float, float] = (-20.0, 20.0),
-                 scale: tuple[float, float] = (0.8, 1.2)) -> tuple[np.ndarray, np.ndarray]:
+def affine_patch(
+    patch: np.ndarray,
+    mask: np.ndarray,
+    rng: np.random.Generator,
+    rotate: tuple[float, float] = (-90.0, 90.0),
+    shear: tuple[float, float] = (-20.0, 20.0),
+    scale: tuple[float, float] = (0.8, 1.2),
+) -> tuple[np.ndarray, np.ndarray]:
     """Aug_2 without the translation (placement does that): rotate, shear and scale a
     patch and its mask about the centre, on a canvas large enough to keep everything.
 
@@ -66,7 +72,7 @@ def affine_patch(patch: np.ndarray, mask: np.ndarray, rng: np.random.Generator,
     h, w = mask.shape
     corners = np.array([[0, 0], [w, 0], [0, h], [w, h]], float) - [w / 2, h / 2]
     mapped = corners @ a.T
-    new_w, new_h = (np.ceil(mapped.max(0) - mapped.min(0)).astype(int) + 1)
+    new_w, new_h = np.ceil(mapped.max(0) - mapped.min(0)).astype(int) + 1
     inv = np.linalg.inv(a)
     # PIL wants the inverse map output (x, y) -> input (x, y)
     c_out = np.array([new_w / 2, new_h / 2])
@@ -75,6 +81,7 @@ def affine_patch(patch: np.ndarray, mask: np.ndarray, rng: np.random.Generator,
     coeffs = (inv[0, 0], inv[0, 1], offset[0], inv[1, 0], inv[1, 1], offset[1])
     size = (int(new_w), int(new_h))
     out = Image.fromarray(patch).transform(size, Image.AFFINE, coeffs, resample=Image.BILINEAR)
-    m = Image.fromarray((mask > 0.5).astype(np.uint8) * 255).transform(size, Image.AFFINE, coeffs,
-                                                                        resample=Image.BILINEAR)
+    m = Image.fromarray((mask > 0.5).astype(np.uint8) * 255).transform(
+        size, Image.AFFINE, coeffs, resample=Image.BILINEAR
+    )
     return np.asarray(out, np.uint8), np.asarray(m) >= 128

@@ -65,15 +65,15 @@ def poisson_clone(image: np.ndarray, source: np.ndarray, mask: np.ndarray) -> np
         cols.append(q[unknown])
         vals.append(-np.ones(unknown.sum()))
         rhs[p[~unknown]] += img[qy[~unknown], qx[~unknown]]  # Dirichlet boundary: the normal image
-    a = sparse.csc_matrix((np.concatenate([diag] + vals), (np.concatenate(rows), np.concatenate(cols))),
-                          shape=(n_unknown, n_unknown))
+    a = sparse.csc_matrix(
+        (np.concatenate([diag] + vals), (np.concatenate(rows), np.concatenate(cols))), shape=(n_unknown, n_unknown)
+    )
     solution = splu(a).solve(rhs)
     out[ys, xs] = solution
     return out.astype(np.float32)
 
 
-def blend(image: np.ndarray, source: np.ndarray, mask: np.ndarray, opacity: float,
-          mode: str = "alpha") -> np.ndarray:
+def blend(image: np.ndarray, source: np.ndarray, mask: np.ndarray, opacity: float, mode: str = "alpha") -> np.ndarray:
     """Blend and return uint8 (rounded, clipped). ``mode``: "alpha" or "poisson"."""
     if mode == "poisson":
         source = poisson_clone(image, source, mask)

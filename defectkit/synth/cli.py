@@ -22,15 +22,18 @@ KIND_CHOICES = ("dtd", "hea", "hoa", "ea", "cutpaste", "cutpaste_scar", "confett
 
 def add_synth_subcommand(subparsers) -> argparse.ArgumentParser:
     """Register ``synth`` on an argparse subparsers object; returns the sub-parser."""
-    p = subparsers.add_parser("synth", help="preview synthetic anomalies (image / mask / overlay grid)",
-                              description=__doc__.split("\n\n")[0])
+    p = subparsers.add_parser(
+        "synth", help="preview synthetic anomalies (image / mask / overlay grid)", description=__doc__.split("\n\n")[0]
+    )
     add_synth_arguments(p)
     p.set_defaults(func=run_synth)
     return p
 
 
 def add_synth_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--data", required=True, help="category folder (MVTec layout: train/good) or a folder of normal images")
+    p.add_argument(
+        "--data", required=True, help="category folder (MVTec layout: train/good) or a folder of normal images"
+    )
     p.add_argument("--kind", required=True, choices=KIND_CHOICES, help="generator")
     p.add_argument("-n", type=int, default=16, help="number of examples (default 16)")
     p.add_argument("--seed", type=int, default=0)
@@ -38,27 +41,50 @@ def add_synth_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--force", action="store_true", help="replace an existing --out file")
     p.add_argument("--size", type=int, default=256, help="working resolution in px (default 256)")
     p.add_argument("--cell", type=int, default=128, help="preview cell size in px (default 128)")
-    p.add_argument("--textures", default=None,
-                   help="texture folder for dtd (default: $DEFECTKIT_TEXTURES or ../shared/data/dtd_subset)")
-    p.add_argument("--mask", default="perlin", choices=("perlin", "circle", "rectangle", "polygon"),
-                   help="mask shape for dtd / hoa / sdas")
+    p.add_argument(
+        "--textures",
+        default=None,
+        help="texture folder for dtd (default: $DEFECTKIT_TEXTURES or ../shared/data/dtd_subset)",
+    )
+    p.add_argument(
+        "--mask",
+        default="perlin",
+        choices=("perlin", "circle", "rectangle", "polygon"),
+        help="mask shape for dtd / hoa / sdas",
+    )
     p.add_argument("--blend", default="alpha", choices=("alpha", "poisson"))
-    p.add_argument("--opacity", type=float, nargs=2, metavar=("LO", "HI"), default=None,
-                   help="source opacity range (default per generator)")
-    p.add_argument("--target", default="auto", choices=("auto", "foreground", "prior", "image"),
-                   help="target area: per-image foreground, a prior from normal images, or the whole image "
-                        "(auto: whole image for MVTec textures, else per-image foreground)")
-    p.add_argument("--target-shapes", action="store_true",
-                   help="cut the target area with a random circle/rectangle/polygon (PRN)")
+    p.add_argument(
+        "--opacity",
+        type=float,
+        nargs=2,
+        metavar=("LO", "HI"),
+        default=None,
+        help="source opacity range (default per generator)",
+    )
+    p.add_argument(
+        "--target",
+        default="auto",
+        choices=("auto", "foreground", "prior", "image"),
+        help="target area: per-image foreground, a prior from normal images, or the whole image "
+        "(auto: whole image for MVTec textures, else per-image foreground)",
+    )
+    p.add_argument(
+        "--target-shapes", action="store_true", help="cut the target area with a random circle/rectangle/polygon (PRN)"
+    )
     p.add_argument("--defects", type=int, default=10, help="seen defects for ea, from <data>/test (default 10)")
     p.add_argument("--sdas-model", default=None, help="SDAS checkpoint (default .cache/sdas/<category>_64.pt)")
     p.add_argument("--sdas-pool", default=".cache/sdas_pool", help="SDAS sample cache folder")
-    p.add_argument("--sdas-train-minutes", type=float, default=None,
-                   help="train an SDAS model (64 px) for this long if the checkpoint is missing")
+    p.add_argument(
+        "--sdas-train-minutes",
+        type=float,
+        default=None,
+        help="train an SDAS model (64 px) for this long if the checkpoint is missing",
+    )
 
 
 def _normal_images(data: Path) -> list[Path]:
     from .io import find_images
+
     folder = data / "train" / "good"
     files = find_images(folder if folder.is_dir() else data)
     if not files:
@@ -77,6 +103,7 @@ def _textures(arg) -> Path:
 def _foreground(args, data: Path, files):
     from .io import load_image
     from .masks import estimate_foreground
+
     target = args.target
     if target == "auto":
         target = "image" if data.name in MVTEC_TEXTURES else "foreground"
@@ -89,30 +116,37 @@ def _foreground(args, data: Path, files):
 
 def _sdas_pool(args, data: Path, files, n: int):
     from .sdas import SamplePool, train_sdas
+
     path = Path(args.sdas_model or Path(".cache") / "sdas" / f"{data.name}_64.pt")
     if not path.exists():
         if args.sdas_train_minutes is None:
-            raise SystemExit(f"no SDAS model at {path}: train one with --sdas-train-minutes M "
-                             "(or python -m defectkit.synth.sdas.train)")
+            raise SystemExit(
+                f"no SDAS model at {path}: train one with --sdas-train-minutes M "
+                "(or python -m defectkit.synth.sdas.train)"
+            )
         train_sdas(files, path, size=64, minutes=args.sdas_train_minutes, seed=args.seed)
     return SamplePool(args.sdas_pool, path, seed=args.seed).ensure(max(n, 16), progress=True)
 
 
 def run_synth(args) -> int:
     """Generate ``args.n`` examples and write the preview grid to ``args.out``."""
+    from ..utils.output import check_output_file
     from .io import load_image
     from .preview import preview_grid, save_preview
     from .registry import make_generator
     from .sources import seen_defects_from_dir
-    from ..utils.output import check_output_file
 
     check_output_file(args.out, force=getattr(args, "force", False))  # before any generation
     data = Path(args.data)
     if not data.is_dir():
         raise SystemExit(f"--data: not a folder: {data}")
     files = _normal_images(data)
-    kwargs = dict(mask=args.mask, blend=args.blend, foreground=_foreground(args, data, files),
-                  target_shapes=("circle", "rectangle", "polygon") if args.target_shapes else None)
+    kwargs = dict(
+        mask=args.mask,
+        blend=args.blend,
+        foreground=_foreground(args, data, files),
+        target_shapes=("circle", "rectangle", "polygon") if args.target_shapes else None,
+    )
     if args.opacity is not None:
         kwargs["opacity"] = tuple(args.opacity)
     kind = args.kind
@@ -137,8 +171,10 @@ def run_synth(args) -> int:
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     nbytes = save_preview(preview_grid(images, None, results, cell=args.cell), args.out)
     areas = [float(r.mask.mean()) for r in results]
-    print(f"{kind}: {args.n} examples at {args.size} px in {seconds:.1f} s; mask area mean {np.mean(areas):.3f} "
-          f"(min {np.min(areas):.3f}, max {np.max(areas):.3f}); wrote {args.out} ({nbytes // 1024} KB)")
+    print(
+        f"{kind}: {args.n} examples at {args.size} px in {seconds:.1f} s; mask area mean {np.mean(areas):.3f} "
+        f"(min {np.min(areas):.3f}, max {np.max(areas):.3f}); wrote {args.out} ({nbytes // 1024} KB)"
+    )
     return 0
 
 

@@ -9,12 +9,17 @@ from __future__ import annotations
 import torch
 
 
-def add_feature_noise(features: torch.Tensor, sigma: float = 0.015,
-                      generator: torch.Generator | None = None) -> torch.Tensor:
+def add_feature_noise(
+    features: torch.Tensor, sigma: float = 0.015, generator: torch.Generator | None = None
+) -> torch.Tensor:
     """``features + N(0, sigma^2)`` per entry (same shape, dtype, device); a seeded
     ``generator`` makes it reproducible."""
     if sigma < 0:
         raise ValueError("sigma must be >= 0")
-    noise = torch.randn(features.shape, generator=generator, dtype=features.dtype,
-                        device=generator.device if generator is not None else features.device)
+    noise = torch.randn(
+        features.shape,
+        generator=generator,
+        dtype=features.dtype,
+        device=generator.device if generator is not None else features.device,
+    )
     return features + sigma * noise.to(features.device)

@@ -44,8 +44,15 @@ class BlendGenerator:
     :class:`TargetArea` or its ``foreground`` argument (None / "auto" / mask).
     """
 
-    def __init__(self, source, mask="perlin", target=None, opacity=(0.5, 1.0), blend: str = "alpha",
-                 mask_kwargs: dict | None = None):
+    def __init__(
+        self,
+        source,
+        mask="perlin",
+        target=None,
+        opacity=(0.5, 1.0),
+        blend: str = "alpha",
+        mask_kwargs: dict | None = None,
+    ):
         self.source = source
         self.mask = make_mask(mask, **(mask_kwargs or {})) if isinstance(mask, str) else mask
         self.target = _target(target)
@@ -69,9 +76,19 @@ class ExtendedAnomaly:
     ``defects``: list of (image uint8 HxWx3, mask bool HxW), resized to each image.
     """
 
-    def __init__(self, defects, target=None, opacity=(0.2, 1.0), blend: str = "alpha", color_ops: int = 2,
-                 rotate=(-90.0, 90.0), shear=(-20.0, 20.0), scale=(0.8, 1.2), min_overlap: float = 0.25,
-                 max_tries: int = 20):
+    def __init__(
+        self,
+        defects,
+        target=None,
+        opacity=(0.2, 1.0),
+        blend: str = "alpha",
+        color_ops: int = 2,
+        rotate=(-90.0, 90.0),
+        shear=(-20.0, 20.0),
+        scale=(0.8, 1.2),
+        min_overlap: float = 0.25,
+        max_tries: int = 20,
+    ):
         self.defects = [(np.asarray(img), np.asarray(m) > 0.5) for img, m in defects]
         if not self.defects or not all(m.any() for _, m in self.defects):
             raise ValueError("EA needs at least one defect with a non-empty mask")
@@ -114,9 +131,19 @@ class CutPaste:
     thin rotated "scar" (2-16 x 10-25 px at 256 px) cut from the image, colour-jittered and
     pasted with its centre on a random target pixel; the mask is the pasted region in the target."""
 
-    def __init__(self, kind: str = "patch", target=None, opacity=1.0, blend: str = "alpha",
-                 area=(0.02, 0.15), aspect=(0.3, 1 / 0.3), scar_width=(2, 16), scar_length=(10, 25),
-                 scar_rotate=(-45.0, 45.0), jitter: float = 0.1):
+    def __init__(
+        self,
+        kind: str = "patch",
+        target=None,
+        opacity=1.0,
+        blend: str = "alpha",
+        area=(0.02, 0.15),
+        aspect=(0.3, 1 / 0.3),
+        scar_width=(2, 16),
+        scar_length=(10, 25),
+        scar_rotate=(-45.0, 45.0),
+        jitter: float = 0.1,
+    ):
         if kind not in ("patch", "scar"):
             raise ValueError("CutPaste kind must be 'patch' or 'scar'")
         self.kind = kind
@@ -142,7 +169,7 @@ class CutPaste:
         h, w = image.shape[:2]
         ph, pw = self._patch_size(h, w, rng)
         y0, x0 = int(rng.integers(0, h - ph + 1)), int(rng.integers(0, w - pw + 1))
-        patch = color_jitter(image[y0:y0 + ph, x0:x0 + pw], rng, self.jitter)
+        patch = color_jitter(image[y0 : y0 + ph, x0 : x0 + pw], rng, self.jitter)
         patch_mask = np.ones((ph, pw), bool)
         if self.kind == "scar":
             patch, patch_mask = affine_patch(patch, patch_mask, rng, self.scar_rotate, (0.0, 0.0), (1.0, 1.0))
@@ -158,8 +185,15 @@ class Confetti:
     """FCDD's confetti noise: a few rectangular blobs (random size, rotation), each shifting
     the colour of the pixels under it by a random RGB offset (additive, clipped)."""
 
-    def __init__(self, target=None, opacity=1.0, blend: str = "alpha", n_blobs=(1, 8),
-                 blob_size=(0.02, 0.1), max_offset: float = 200.0):
+    def __init__(
+        self,
+        target=None,
+        opacity=1.0,
+        blend: str = "alpha",
+        n_blobs=(1, 8),
+        blob_size=(0.02, 0.1),
+        max_offset: float = 200.0,
+    ):
         self.target = _target(target)
         self.opacity = _opacity(opacity)
         self.blend = blend
@@ -196,4 +230,3 @@ class Choice:
 
     def __call__(self, image: np.ndarray, rng: np.random.Generator) -> SynthResult:
         return self.generators[int(rng.choice(len(self.generators), p=self.p))](image, rng)
-

@@ -25,6 +25,7 @@ SHAPES = ("circle", "rectangle", "polygon")
 
 # -- Perlin masks ---------------------------------------------------------------------
 
+
 @dataclass(frozen=True)
 class PerlinMask:
     """DRAEM-style mask inside ``target``; area fraction of the target in [min_area, max_area].
@@ -68,8 +69,14 @@ def top_k_mask(score: np.ndarray, target: np.ndarray, k: int) -> np.ndarray:
 
 # -- geometric shapes -----------------------------------------------------------------
 
-def shape_mask(shape: tuple[int, int], kind: str, rng: np.random.Generator,
-               size_range: tuple[float, float] = (0.1, 0.4), center=None) -> np.ndarray:
+
+def shape_mask(
+    shape: tuple[int, int],
+    kind: str,
+    rng: np.random.Generator,
+    size_range: tuple[float, float] = (0.1, 0.4),
+    center=None,
+) -> np.ndarray:
     """A filled circle, rectangle or polygon; its extent is a fraction ``size_range`` of the
     shorter side, centred at ``center`` (y, x) or at a random pixel."""
     h, w = shape
@@ -86,7 +93,9 @@ def shape_mask(shape: tuple[int, int], kind: str, rng: np.random.Generator,
         hw, hh = r * np.sqrt(aspect), r / np.sqrt(aspect)
         a = rng.uniform(0, np.pi)
         corners = [(-hw, -hh), (hw, -hh), (hw, hh), (-hw, hh)]
-        draw.polygon([(cx + x * np.cos(a) - y * np.sin(a), cy + x * np.sin(a) + y * np.cos(a)) for x, y in corners], fill=1)
+        draw.polygon(
+            [(cx + x * np.cos(a) - y * np.sin(a), cy + x * np.sin(a) + y * np.cos(a)) for x, y in corners], fill=1
+        )
     else:  # star-shaped random polygon: sorted angles, jittered radii
         n = int(rng.integers(3, 9))
         angles = np.sort(rng.uniform(0, 2 * np.pi, n))
@@ -129,6 +138,7 @@ def make_mask(kind: str = "perlin", **kwargs):
 
 # -- foreground / target area -----------------------------------------------------------
 
+
 def _otsu(values: np.ndarray, bins: int = 256) -> float:
     hist, edges = np.histogram(values, bins=bins)
     centers = (edges[:-1] + edges[1:]) / 2
@@ -142,12 +152,17 @@ def _otsu(values: np.ndarray, bins: int = 256) -> float:
 
 
 def _disk(radius: int) -> np.ndarray:
-    y, x = np.ogrid[-radius:radius + 1, -radius:radius + 1]
+    y, x = np.ogrid[-radius : radius + 1, -radius : radius + 1]
     return x * x + y * y <= radius * radius
 
 
-def foreground_mask(image: np.ndarray, sigma: float = 2.0, min_fraction: float = 0.02,
-                    max_fraction: float = 0.98, min_separation: float = 0.85) -> np.ndarray:
+def foreground_mask(
+    image: np.ndarray,
+    sigma: float = 2.0,
+    min_fraction: float = 0.02,
+    max_fraction: float = 0.98,
+    min_separation: float = 0.85,
+) -> np.ndarray:
     """Object foreground of one image, as bool HxW.
 
     Adaptive threshold: the background colour is the median of the image border,
@@ -160,8 +175,9 @@ def foreground_mask(image: np.ndarray, sigma: float = 2.0, min_fraction: float =
     img = ndimage.gaussian_filter(image.astype(np.float32), sigma=(sigma, sigma, 0))
     h, w = img.shape[:2]
     b = max(1, min(h, w) // 50)
-    border = np.concatenate([img[:b].reshape(-1, 3), img[-b:].reshape(-1, 3),
-                             img[:, :b].reshape(-1, 3), img[:, -b:].reshape(-1, 3)])
+    border = np.concatenate(
+        [img[:b].reshape(-1, 3), img[-b:].reshape(-1, 3), img[:, :b].reshape(-1, 3), img[:, -b:].reshape(-1, 3)]
+    )
     dist = np.linalg.norm(img - np.median(border, axis=0), axis=2)
     if dist.max() - dist.min() < 1e-6:
         return np.ones((h, w), bool)

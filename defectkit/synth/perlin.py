@@ -13,8 +13,9 @@ def _fade(t: np.ndarray) -> np.ndarray:
     return t * t * t * (t * (t * 6 - 15) + 10)
 
 
-def perlin_noise(shape: tuple[int, int], scale: tuple[float, float], rng: np.random.Generator,
-                 angle: float = 0.0) -> np.ndarray:
+def perlin_noise(
+    shape: tuple[int, int], scale: tuple[float, float], rng: np.random.Generator, angle: float = 0.0
+) -> np.ndarray:
     """Perlin noise of ``shape`` (h, w) with ``scale`` = (periods along y, along x).
 
     ``angle`` (degrees) rotates the lattice about the image centre. Values lie in
@@ -50,8 +51,13 @@ def perlin_noise(shape: tuple[int, int], scale: tuple[float, float], rng: np.ran
     return (np.sqrt(2.0) * (top * (1 - uy) + bottom * uy)).astype(np.float32)
 
 
-def random_perlin(shape: tuple[int, int], rng: np.random.Generator, min_scale_exp: int = 0,
-                  max_scale_exp: int = 6, rotate: bool = True) -> np.ndarray:
+def random_perlin(
+    shape: tuple[int, int],
+    rng: np.random.Generator,
+    min_scale_exp: int = 0,
+    max_scale_exp: int = 6,
+    rotate: bool = True,
+) -> np.ndarray:
     """DRAEM's draw: scales 2**k, k ~ U{min..max-1} per axis, rotation ~ U(-90, 90) degrees."""
     sy = 2 ** int(rng.integers(min_scale_exp, max_scale_exp))
     sx = 2 ** int(rng.integers(min_scale_exp, max_scale_exp))

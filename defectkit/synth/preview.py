@@ -41,7 +41,7 @@ def preview_grid(images, masks, results, cell: int = 128, pad: int = 2) -> Image
         x = pad + j * (cell + pad)
         for i, c in enumerate(cells):
             y = pad + i * (cell + pad)
-            grid[y:y + cell, x:x + cell] = c
+            grid[y : y + cell, x : x + cell] = c
     return Image.fromarray(grid)
 
 
@@ -51,7 +51,9 @@ def save_preview(grid: Image.Image, path, max_bytes: int | None = 300_000) -> in
     grid.save(buf, format="PNG", optimize=True)
     if max_bytes is not None and buf.tell() > max_bytes:
         buf = io.BytesIO()
-        grid.quantize(256, method=Image.Quantize.MEDIANCUT, dither=Image.Dither.NONE).save(buf, format="PNG", optimize=True)
+        grid.quantize(256, method=Image.Quantize.MEDIANCUT, dither=Image.Dither.NONE).save(
+            buf, format="PNG", optimize=True
+        )
     data = buf.getvalue()
     atomic_write_bytes(path, data)
     return len(data)

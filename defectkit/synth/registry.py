@@ -13,13 +13,32 @@ from .sources import HOASource, SDASSource, TextureSource
 
 KINDS = ("dtd", "hoa", "ea", "cutpaste", "cutpaste_scar", "confetti", "sdas")
 ALIASES = {"hea": "dtd", "texture": "dtd", "scar": "cutpaste_scar", "patch": "cutpaste"}
-DEFAULT_OPACITY = {"dtd": (0.2, 1.0), "hoa": (0.2, 1.0), "ea": (0.2, 1.0), "sdas": (0.5, 1.0),
-                   "cutpaste": 1.0, "cutpaste_scar": 1.0, "confetti": 1.0}
+DEFAULT_OPACITY = {
+    "dtd": (0.2, 1.0),
+    "hoa": (0.2, 1.0),
+    "ea": (0.2, 1.0),
+    "sdas": (0.5, 1.0),
+    "cutpaste": 1.0,
+    "cutpaste_scar": 1.0,
+    "confetti": 1.0,
+}
 MASKED_KINDS = ("dtd", "hoa", "sdas")  # kinds whose mask is chosen by ``mask=``
 
 
-def make_generator(kind: str, *, mask="perlin", blend: str = "alpha", opacity=None, foreground=None,
-                   target_shapes=None, textures=None, defects=None, pool=None, mask_kwargs=None, **kwargs):
+def make_generator(
+    kind: str,
+    *,
+    mask="perlin",
+    blend: str = "alpha",
+    opacity=None,
+    foreground=None,
+    target_shapes=None,
+    textures=None,
+    defects=None,
+    pool=None,
+    mask_kwargs=None,
+    **kwargs,
+):
     """Build a generator.
 
     kind: "dtd" (alias "hea"; needs ``textures`` = folder), "hoa", "ea" (needs ``defects`` =
@@ -32,8 +51,17 @@ def make_generator(kind: str, *, mask="perlin", blend: str = "alpha", opacity=No
     Remaining keyword arguments go to the generator (or source) class.
     """
     if isinstance(kind, (list, tuple)):
-        shared = dict(mask=mask, blend=blend, opacity=opacity, foreground=foreground, target_shapes=target_shapes,
-                      textures=textures, defects=defects, pool=pool, mask_kwargs=mask_kwargs)
+        shared = dict(
+            mask=mask,
+            blend=blend,
+            opacity=opacity,
+            foreground=foreground,
+            target_shapes=target_shapes,
+            textures=textures,
+            defects=defects,
+            pool=pool,
+            mask_kwargs=mask_kwargs,
+        )
         return Choice([make_generator(k, **shared, **kwargs) for k in kind])
     kind = ALIASES.get(kind, kind)
     if kind not in KINDS:

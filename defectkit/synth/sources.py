@@ -54,12 +54,12 @@ def shuffle_tiles(image: np.ndarray, grid: int, rng: np.random.Generator) -> tup
     th, tw = h // grid, w // grid
     if th == 0 or tw == 0:
         raise ValueError(f"image {h}x{w} too small for a {grid}x{grid} grid")
-    core = image[:th * grid, :tw * grid]
+    core = image[: th * grid, : tw * grid]
     tiles = core.reshape(grid, th, grid, tw, -1).transpose(0, 2, 1, 3, 4).reshape(grid * grid, th, tw, -1)
     perm = rng.permutation(grid * grid)
     shuffled = tiles[perm].reshape(grid, grid, th, tw, -1).transpose(0, 2, 1, 3, 4).reshape(th * grid, tw * grid, -1)
     out = image.copy()
-    out[:th * grid, :tw * grid] = shuffled
+    out[: th * grid, : tw * grid] = shuffled
     return out, perm
 
 
@@ -93,6 +93,7 @@ class SDASSource:
 
 # -- pasting helpers (EA, CutPaste) -------------------------------------------------------
 
+
 def paste(image: np.ndarray, patch: np.ndarray, patch_mask: np.ndarray, center) -> tuple[np.ndarray, np.ndarray]:
     """Place ``patch`` with its centre at ``center`` (y, x) on a copy of ``image``.
 
@@ -108,8 +109,8 @@ def paste(image: np.ndarray, patch: np.ndarray, patch_mask: np.ndarray, center) 
     mask = np.zeros((h, w), bool)
     if y1 <= y0 or x1 <= x0:
         return canvas, mask
-    sub_mask = patch_mask[y0 - top:y1 - top, x0 - left:x1 - left] > 0.5
-    sub = patch[y0 - top:y1 - top, x0 - left:x1 - left]
+    sub_mask = patch_mask[y0 - top : y1 - top, x0 - left : x1 - left] > 0.5
+    sub = patch[y0 - top : y1 - top, x0 - left : x1 - left]
     region = canvas[y0:y1, x0:x1]
     region[sub_mask] = sub[sub_mask]
     mask[y0:y1, x0:x1] = sub_mask

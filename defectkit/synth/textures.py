@@ -23,8 +23,9 @@ def texture_candidates() -> List[Path]:
     return out
 
 
-def resolve_textures(textures: Optional[Union[str, Path]] = None, required: bool = True,
-                     what: str = "this synthesis") -> Optional[Path]:
+def resolve_textures(
+    textures: Optional[Union[str, Path]] = None, required: bool = True, what: str = "this synthesis"
+) -> Optional[Path]:
     """The texture folder to use (absolute), or None when optional and none is found.
 
     A folder that is given but missing is always an error; ``required`` makes the

@@ -32,6 +32,7 @@ from .registry import make_generator
 #: a validation anomaly keeps the pixels that changed by more than this (in [0, 1] units)
 VISIBLE_CHANGE = 0.05
 
+
 def _rect(rng: np.random.Generator, size: int, area: Tuple[float, float]) -> Tuple[int, int]:
     a = rng.uniform(*area) * size * size
     aspect = math.exp(rng.uniform(math.log(0.3), math.log(3.3)))
@@ -165,8 +166,13 @@ def builtin_anomalies(
     return torch.from_numpy(np.stack(out)), torch.from_numpy(np.stack(masks))
 
 
-def library_anomalies(images: torch.Tensor, per_image: int, kinds: Union[str, Sequence[str]], seed: int,
-                      change_threshold: float = VISIBLE_CHANGE) -> Tuple[torch.Tensor, torch.Tensor, str]:
+def library_anomalies(
+    images: torch.Tensor,
+    per_image: int,
+    kinds: Union[str, Sequence[str]],
+    seed: int,
+    change_threshold: float = VISIBLE_CHANGE,
+) -> Tuple[torch.Tensor, torch.Tensor, str]:
     """``per_image`` anomalies of the library generators ``kinds`` per image -> (images, bool masks, source).
 
     The mask keeps only visibly changed pixels (> ``change_threshold`` in some channel):
@@ -197,15 +203,18 @@ def library_anomalies(images: torch.Tensor, per_image: int, kinds: Union[str, Se
 
 def mixed_generator(train_generator, foreground="auto") -> Choice:
     """The training synthesis, CutPaste and CutPaste-scar in equal parts."""
-    return Choice([
-        train_generator,
-        make_generator("cutpaste", foreground=foreground),
-        make_generator("cutpaste_scar", foreground=foreground),
-    ])
+    return Choice(
+        [
+            train_generator,
+            make_generator("cutpaste", foreground=foreground),
+            make_generator("cutpaste_scar", foreground=foreground),
+        ]
+    )
 
 
-def masked_anomalies(images: torch.Tensor, per_image: int, kinds: Union[str, Sequence[str]], seed: int,
-                     textures=None) -> Tuple[torch.Tensor, torch.Tensor, np.ndarray]:
+def masked_anomalies(
+    images: torch.Tensor, per_image: int, kinds: Union[str, Sequence[str]], seed: int, textures=None
+) -> Tuple[torch.Tensor, torch.Tensor, np.ndarray]:
     """``per_image`` anomalies of ``kinds`` per image -> (images, float masks, kept) where ``kept``
     marks the draws whose mask is not empty (the others changed nothing and are no anomaly)."""
     kinds = list(kinds) if not isinstance(kinds, str) else [kinds]

@@ -97,7 +97,8 @@ class OutputDir:
                 raise FileExistsError(
                     f"--out {out} is not empty ({n_other} entries, e.g. {', '.join(names)}); pass --force to "
                     "replace the files an earlier defectkit run wrote there (other files are kept), "
-                    "or choose another --out")
+                    "or choose another --out"
+                )
             if not os.access(out, os.W_OK | os.X_OK):
                 raise PermissionError(f"cannot write results into --out {out}: permission denied")
         else:
@@ -154,6 +155,8 @@ class OutputDir:
             lines.append(f"removed {self.removed} files of the previous run in {self.path}")
         n_other, names = self.kept
         if n_other:
-            lines.append(f"note: {self.path} also holds {n_other} entries defectkit did not list as its own "
-                         f"(e.g. {', '.join(names)}); they were left as they are")
+            lines.append(
+                f"note: {self.path} also holds {n_other} entries defectkit did not list as its own "
+                f"(e.g. {', '.join(names)}); they were left as they are"
+            )
         return lines

@@ -28,7 +28,7 @@ LOG_INTERVAL = 30.0
 
 
 def progress_mode(stream: Optional[TextIO] = None) -> str:
-    """"bar", "lines" or "off": ``$DEFECTKIT_PROGRESS`` if set, else "bar" on a terminal (or
+    """ "bar", "lines" or "off": ``$DEFECTKIT_PROGRESS`` if set, else "bar" on a terminal (or
     in a Jupyter kernel, where tqdm draws a widget) and "lines" anywhere else."""
     env = os.environ.get("DEFECTKIT_PROGRESS", "").strip().lower()
     if env:
@@ -53,8 +53,15 @@ class LineProgress:
     shorter than ``interval`` seconds.
     """
 
-    def __init__(self, iterable: Optional[Iterable] = None, total: Optional[int] = None, desc: str = "",
-                 unit: str = "it", interval: float = LOG_INTERVAL, file: Optional[TextIO] = None):
+    def __init__(
+        self,
+        iterable: Optional[Iterable] = None,
+        total: Optional[int] = None,
+        desc: str = "",
+        unit: str = "it",
+        interval: float = LOG_INTERVAL,
+        file: Optional[TextIO] = None,
+    ):
         if total is None and iterable is not None:
             try:
                 total = len(iterable)  # type: ignore[arg-type]
@@ -119,8 +126,16 @@ class LineProgress:
             self._emit(final=True)
 
 
-def progress(iterable: Optional[Iterable] = None, *, total: Optional[int] = None, desc: str = "", unit: str = "it",
-             enabled: bool = True, leave: bool = False, mininterval: float = 0.1):
+def progress(
+    iterable: Optional[Iterable] = None,
+    *,
+    total: Optional[int] = None,
+    desc: str = "",
+    unit: str = "it",
+    enabled: bool = True,
+    leave: bool = False,
+    mininterval: float = 0.1,
+):
     """A progress bar for ``iterable`` (or ``total`` steps): tqdm on a terminal, lines elsewhere.
 
     ``enabled=False`` (or ``DEFECTKIT_PROGRESS=off``) gives a silent pass-through. Use it as

@@ -49,9 +49,11 @@ def _matrix(view: Mapping[str, Any], metric: str) -> str:
 
 def _runs_table(view: Mapping[str, Any]) -> str:
     cols = ["image_auroc", "pixel_auroc", "aupro", "pixel_ap"]
-    head = ("<tr><th>method</th><th>category</th><th class=\"num\">seed</th>"
-            + "".join(f'<th class="num">{METRIC_NAMES[c]}</th>' for c in cols)
-            + '<th class="num">train s</th><th class="num">img/s</th><th>page</th></tr>')
+    head = (
+        '<tr><th>method</th><th>category</th><th class="num">seed</th>'
+        + "".join(f'<th class="num">{METRIC_NAMES[c]}</th>' for c in cols)
+        + '<th class="num">train s</th><th class="num">img/s</th><th>page</th></tr>'
+    )
     body = []
     for r in view["runs"]:
         cells = [esc(str(r["model"])), esc(str(r["category"])), esc(str(r["seed"]))]
@@ -61,8 +63,11 @@ def _runs_table(view: Mapping[str, Any]) -> str:
         cells += [esc(fmt(r.get("train_seconds"))), esc(fmt(r.get("throughput_img_s")))]
         link = r.get("run_page")
         cells.append(f'<a href="{esc(link)}">run page</a>' if link else "-")
-        body.append("<tr>" + "".join(f'<td class="num">{c}</td>' if 2 <= k <= 8 else f"<td>{c}</td>"
-                                     for k, c in enumerate(cells)) + "</tr>")
+        body.append(
+            "<tr>"
+            + "".join(f'<td class="num">{c}</td>' if 2 <= k <= 8 else f"<td>{c}</td>" for k, c in enumerate(cells))
+            + "</tr>"
+        )
     return f'<table id="runs-table">{head}{"".join(body)}</table>'
 
 
@@ -74,13 +79,13 @@ def render_benchmark_page(view: Mapping[str, Any]) -> str:
     n_cats = len([c for c in view["categories"] if c != "mean"])
     linked = sum(1 for r in view["runs"] if r.get("run_page"))
     parts = [
-        f"<header><h1>{esc(view['title'])}</h1><p class=\"sub\">{n_runs} runs: {n_models} "
+        f'<header><h1>{esc(view["title"])}</h1><p class="sub">{n_runs} runs: {n_models} '
         f"method{'s' if n_models != 1 else ''} x {n_cats} categor{'ies' if n_cats != 1 else 'y'} x seeds "
         f"{esc(', '.join(str(s) for s in view['seeds']))}</p></header>",
         '<nav><a href="#tables">Methods x categories</a><a href="#costs">Training time and throughput</a>'
         '<a href="#runs">Runs</a><a href="#conditions">Conditions</a></nav>',
         '<section id="tables"><h2>Methods x categories</h2><p class="note">Mean ± sample standard deviation '
-        "(ddof=1) over seeds, in percent; a single seed shows ± 0.0. The \"mean\" column averages over "
+        '(ddof=1) over seeds, in percent; a single seed shows ± 0.0. The "mean" column averages over '
         "categories within each seed first. Nothing is chosen on the test set.</p>",
     ]
     parts.append('<div class="params">')
@@ -91,18 +96,30 @@ def render_benchmark_page(view: Mapping[str, Any]) -> str:
     for ch in view["charts"]:
         svg = plots.bar_chart(ch["groups"], ch["series"], ch["ylabel"], ch["title"], ch["id"])
         parts.append(f'<figure class="plot" id="plot-{esc(ch["id"])}">{svg}</figure>')
-    parts.append("</div><p class=\"note\">Bars: mean over seeds; whiskers: standard deviation. Training time is "
-                 "the wall time of fit, feature extraction included (see the feature_cache column of "
-                 "results.csv). Throughput: the model on the first 32 test images, best of 3 passes. Speeds "
-                 "depend on the machine and on what else ran on it.</p></section>")
-    parts.append(f'<section id="runs"><h2>Runs</h2><p class="note">{linked} of {n_runs} runs have their own page '
-                 "(benchmark --run-pages).</p>" + _runs_table(view) + "</section>")
-    cond = [("seeds", ", ".join(str(s) for s in view["seeds"])), ("machine", env.get("machine", "-")),
-            ("versions", f"defectkit {env.get('defectkit_version', '?')}, torch {env.get('torch_version', '?')}, "
-                         f"numpy {env.get('numpy_version', '?')}, python {env.get('python_version', '?')}"),
-            ("command", view.get("command") or "-")]
-    parts.append('<section id="conditions"><h2>Conditions</h2><table>' +
-                 "".join(f"<tr><th>{esc(k)}</th><td>{esc(str(v))}</td></tr>" for k, v in cond) +
-                 f'</table><p class="note">All numbers are also in results.csv, results.json and '
-                 f'<a href="{esc(view["summary_file"])}">{esc(view["summary_file"])}</a>.</p></section>')
+    parts.append(
+        '</div><p class="note">Bars: mean over seeds; whiskers: standard deviation. Training time is '
+        "the wall time of fit, feature extraction included (see the feature_cache column of "
+        "results.csv). Throughput: the model on the first 32 test images, best of 3 passes. Speeds "
+        "depend on the machine and on what else ran on it.</p></section>"
+    )
+    parts.append(
+        f'<section id="runs"><h2>Runs</h2><p class="note">{linked} of {n_runs} runs have their own page '
+        "(benchmark --run-pages).</p>" + _runs_table(view) + "</section>"
+    )
+    cond = [
+        ("seeds", ", ".join(str(s) for s in view["seeds"])),
+        ("machine", env.get("machine", "-")),
+        (
+            "versions",
+            f"defectkit {env.get('defectkit_version', '?')}, torch {env.get('torch_version', '?')}, "
+            f"numpy {env.get('numpy_version', '?')}, python {env.get('python_version', '?')}",
+        ),
+        ("command", view.get("command") or "-"),
+    ]
+    parts.append(
+        '<section id="conditions"><h2>Conditions</h2><table>'
+        + "".join(f"<tr><th>{esc(k)}</th><td>{esc(str(v))}</td></tr>" for k, v in cond)
+        + f'</table><p class="note">All numbers are also in results.csv, results.json and '
+        f'<a href="{esc(view["summary_file"])}">{esc(view["summary_file"])}</a>.</p></section>'
+    )
     return page(view["title"], "".join(parts))

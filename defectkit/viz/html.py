@@ -81,8 +81,13 @@ def table(header: Sequence[str], rows: Iterable[Sequence[Any]], numeric: Sequenc
     head = "".join(f'<th class="num">{esc(h)}</th>' if n else f"<th>{esc(h)}</th>" for h, n in zip(header, num))
     body = []
     for row in rows:
-        body.append("<tr>" + "".join(f'<td class="num">{esc(str(c))}</td>' if n else f"<td>{esc(str(c))}</td>"
-                                      for c, n in zip(row, num)) + "</tr>")
+        body.append(
+            "<tr>"
+            + "".join(
+                f'<td class="num">{esc(str(c))}</td>' if n else f"<td>{esc(str(c))}</td>" for c, n in zip(row, num)
+            )
+            + "</tr>"
+        )
     return f"<table{attrs}><tr>{head}</tr>{''.join(body)}</table>"
 
 
@@ -110,7 +115,10 @@ def relative_link(path: Union[str, Path], base: Union[str, Path]) -> str:
 
 def page(title: str, body: str, script: str = "") -> str:
     """A whole HTML document with the shared style."""
-    return ("<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
-            "<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">"
-            f"<title>{esc(title)}</title><style>{CSS}</style></head>\n<body>\n{body}\n"
-            + (f"<script>{script}</script>\n" if script else "") + "</body></html>\n")
+    return (
+        '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
+        '<meta name="viewport" content="width=device-width, initial-scale=1">'
+        f"<title>{esc(title)}</title><style>{CSS}</style></head>\n<body>\n{body}\n"
+        + (f"<script>{script}</script>\n" if script else "")
+        + "</body></html>\n"
+    )

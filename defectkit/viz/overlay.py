@@ -203,8 +203,17 @@ def write_example_overlays(result, preprocess, folder: Union[str, Path], limit: 
         h, w = img.shape[:2]
         amap = amap[:h, :w]  # maps of several sizes share one padded grid
         mask = None if mask is None else mask[:h, :w]
-        path = save_overlay(Path(folder) / f"{k:02d}_{s.defect_type}_{s.path.stem}.png", img, amap,
-                            vmin, vmax, mask=mask, with_original=True)
+        path = save_overlay(
+            Path(folder) / f"{k:02d}_{s.defect_type}_{s.path.stem}.png",
+            img,
+            amap,
+            vmin,
+            vmax,
+            mask=mask,
+            with_original=True,
+        )
         verdict = "" if thr is None else (" -> flagged" if result.scores[i] >= thr else " -> passed")
-        out.append({"image": str(path), "caption": f"{s.defect_type}/{s.path.name}: score {result.scores[i]:.4g}{verdict}"})
+        out.append(
+            {"image": str(path), "caption": f"{s.defect_type}/{s.path.name}: score {result.scores[i]:.4g}{verdict}"}
+        )
     return out

@@ -65,15 +65,30 @@ def _finish(ax, xlabel: str, ylabel: str, title: str) -> None:
     ax.grid(True, alpha=0.3)
 
 
-def roc_plot(image: Mapping[str, Sequence[float]], pixel: Optional[Mapping[str, Sequence[float]]] = None,
-             image_auc: Optional[float] = None, pixel_auc: Optional[float] = None) -> str:
+def roc_plot(
+    image: Mapping[str, Sequence[float]],
+    pixel: Optional[Mapping[str, Sequence[float]]] = None,
+    image_auc: Optional[float] = None,
+    pixel_auc: Optional[float] = None,
+) -> str:
     """ROC curves: image (exact) and, when given, pixel (pooled); areas in the legend."""
     fig, ax = _figure()
-    ax.plot(image["fpr"], image["tpr"], color=DEFECT_COLOUR, lw=1.8, drawstyle="default",
-            label="image" + (f" (I-AUROC {100 * image_auc:.1f} %)" if image_auc is not None else ""))
+    ax.plot(
+        image["fpr"],
+        image["tpr"],
+        color=DEFECT_COLOUR,
+        lw=1.8,
+        drawstyle="default",
+        label="image" + (f" (I-AUROC {100 * image_auc:.1f} %)" if image_auc is not None else ""),
+    )
     if pixel:
-        ax.plot(pixel["fpr"], pixel["tpr"], color=PIXEL_COLOUR, lw=1.5,
-                label="pixel" + (f" (P-AUROC {100 * pixel_auc:.1f} %)" if pixel_auc is not None else ""))
+        ax.plot(
+            pixel["fpr"],
+            pixel["tpr"],
+            color=PIXEL_COLOUR,
+            lw=1.5,
+            label="pixel" + (f" (P-AUROC {100 * pixel_auc:.1f} %)" if pixel_auc is not None else ""),
+        )
     ax.plot([0, 1], [0, 1], color="#999999", lw=0.8, ls=":")
     ax.set_xlim(-0.01, 1.01)
     ax.set_ylim(-0.01, 1.01)
@@ -82,15 +97,30 @@ def roc_plot(image: Mapping[str, Sequence[float]], pixel: Optional[Mapping[str, 
     return _svg(fig, "roc")
 
 
-def pr_plot(image: Mapping[str, Sequence[float]], pixel: Optional[Mapping[str, Sequence[float]]] = None,
-            pixel_ap: Optional[float] = None, image_f1: Optional[float] = None) -> str:
+def pr_plot(
+    image: Mapping[str, Sequence[float]],
+    pixel: Optional[Mapping[str, Sequence[float]]] = None,
+    pixel_ap: Optional[float] = None,
+    image_f1: Optional[float] = None,
+) -> str:
     """Precision-recall curves: image (steps, exact) and, when given, pixel (pooled)."""
     fig, ax = _figure()
-    ax.plot(image["recall"], image["precision"], color=DEFECT_COLOUR, lw=1.8, drawstyle="steps-pre",
-            label="image" + (f" (F1-max {100 * image_f1:.1f} %)" if image_f1 is not None else ""))
+    ax.plot(
+        image["recall"],
+        image["precision"],
+        color=DEFECT_COLOUR,
+        lw=1.8,
+        drawstyle="steps-pre",
+        label="image" + (f" (F1-max {100 * image_f1:.1f} %)" if image_f1 is not None else ""),
+    )
     if pixel:
-        ax.plot(pixel["recall"], pixel["precision"], color=PIXEL_COLOUR, lw=1.5,
-                label="pixel" + (f" (AP {100 * pixel_ap:.1f} %)" if pixel_ap is not None else ""))
+        ax.plot(
+            pixel["recall"],
+            pixel["precision"],
+            color=PIXEL_COLOUR,
+            lw=1.5,
+            label="pixel" + (f" (AP {100 * pixel_ap:.1f} %)" if pixel_ap is not None else ""),
+        )
     ax.set_xlim(-0.01, 1.01)
     ax.set_ylim(-0.01, 1.01)
     ax.legend(loc="lower left", fontsize=8)
@@ -103,8 +133,9 @@ def pro_plot(pro: Mapping[str, Sequence[float]], aupro: Optional[float] = None, 
     fig, ax = _figure()
     x = np.asarray(pro["fpr"], dtype=float)
     y = np.asarray(pro["pro"], dtype=float)
-    ax.plot(x, y, color=PIXEL_COLOUR, lw=1.6,
-            label="PRO" + (f" (AUPRO {100 * aupro:.1f} %)" if aupro is not None else ""))
+    ax.plot(
+        x, y, color=PIXEL_COLOUR, lw=1.6, label="PRO" + (f" (AUPRO {100 * aupro:.1f} %)" if aupro is not None else "")
+    )
     inside = x <= fpr_limit
     if inside.any():
         xi = np.append(x[inside], fpr_limit)
@@ -118,8 +149,9 @@ def pro_plot(pro: Mapping[str, Sequence[float]], aupro: Optional[float] = None, 
     return _svg(fig, "pro")
 
 
-def histogram_plot(scores: Sequence[float], labels: Sequence[int], threshold: float,
-                   threshold_label: str, bins: int = 40) -> Tuple[str, Dict[str, Any]]:
+def histogram_plot(
+    scores: Sequence[float], labels: Sequence[int], threshold: float, threshold_label: str, bins: int = 40
+) -> Tuple[str, Dict[str, Any]]:
     """Score histogram, good vs defective, with the threshold drawn.
 
     -> (svg, geometry): ``geometry`` holds the axes' place in the figure (fractions) and
@@ -144,8 +176,14 @@ def histogram_plot(scores: Sequence[float], labels: Sequence[int], threshold: fl
     return _svg(fig, "histogram"), geometry
 
 
-def bar_chart(groups: Sequence[str], series: Mapping[str, Tuple[Sequence[float], Sequence[float]]],
-              ylabel: str, title: str, salt: str, log: bool = False) -> str:
+def bar_chart(
+    groups: Sequence[str],
+    series: Mapping[str, Tuple[Sequence[float], Sequence[float]]],
+    ylabel: str,
+    title: str,
+    salt: str,
+    log: bool = False,
+) -> str:
     """Grouped bars with error bars: ``series`` maps a name to (means, stds), one per group."""
     fig, ax = _figure((max(4.6, 1.1 + 0.9 * len(groups) * max(1, len(series)) ** 0.5), 3.5))
     n = max(1, len(series))
@@ -160,7 +198,8 @@ def bar_chart(groups: Sequence[str], series: Mapping[str, Tuple[Sequence[float],
         ax.set_yscale("log")
     if len(series) > 1:
         longest = max(len(name) for name in series)
-        fig.legend(loc="outside lower center", ncols=1 if longest > 30 else min(3, len(series)), fontsize=8,
-                   frameon=False)
+        fig.legend(
+            loc="outside lower center", ncols=1 if longest > 30 else min(3, len(series)), fontsize=8, frameon=False
+        )
     _finish(ax, "", ylabel, title)
     return _svg(fig, re.sub(r"[^a-z0-9]+", "-", salt.lower()))

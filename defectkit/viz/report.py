@@ -94,19 +94,35 @@ def markdown_report(view: Mapping[str, Any], base: Union[str, Path]) -> str:
     c = view["confusion"]
     lines = [f"# {view['title']}", "", "## Metrics", ""]
     header = ["", "images"] + [h for _, h in METRIC_COLUMNS] + ["recall at the threshold"]
-    rows = [[r["name"], r.get("n_images", "-")] + [_pct(r.get(k)) for k, _ in METRIC_COLUMNS] + [_pct(r.get("recall"))]
-            for r in view["metric_rows"]]
+    rows = [
+        [r["name"], r.get("n_images", "-")] + [_pct(r.get(k)) for k, _ in METRIC_COLUMNS] + [_pct(r.get("recall"))]
+        for r in view["metric_rows"]
+    ]
     good = view["good_row"]
-    rows.append(["good", good["n_images"]] + [""] * len(METRIC_COLUMNS) +
-                [f"false-alarm rate {_pct(good.get('false_alarm_rate'))}"])
+    rows.append(
+        ["good", good["n_images"]]
+        + [""] * len(METRIC_COLUMNS)
+        + [f"false-alarm rate {_pct(good.get('false_alarm_rate'))}"]
+    )
     lines += _md_table(header, rows)
-    lines += ["", "Fractions shown as percentages; each defect type is scored against all good test images. "
-              "The F1-max values use the best threshold on this test set: they describe the result and are "
-              "not thresholds to deploy.", "", "## Threshold", "", f"{thr['text']} Threshold: {format_value(thr['image'])}.", ""]
-    lines += _md_table(["", "passed", "flagged"], [
-        [f"good ({c['tn'] + c['fp']})", f"{c['tn']} passed", f"{c['fp']} false alarms"],
-        [f"defective ({c['tp'] + c['fn']})", f"{c['fn']} escapes", f"{c['tp']} caught"],
-    ])
+    lines += [
+        "",
+        "Fractions shown as percentages; each defect type is scored against all good test images. "
+        "The F1-max values use the best threshold on this test set: they describe the result and are "
+        "not thresholds to deploy.",
+        "",
+        "## Threshold",
+        "",
+        f"{thr['text']} Threshold: {format_value(thr['image'])}.",
+        "",
+    ]
+    lines += _md_table(
+        ["", "passed", "flagged"],
+        [
+            [f"good ({c['tn'] + c['fp']})", f"{c['tn']} passed", f"{c['fp']} false alarms"],
+            [f"defective ({c['tp'] + c['fn']})", f"{c['fn']} escapes", f"{c['tp']} caught"],
+        ],
+    )
     lines += ["", "The HTML page (report.html) has a slider that moves the threshold over the observed scores.", ""]
     for g in view["galleries"]:
         if not g["items"]:
@@ -120,7 +136,12 @@ def markdown_report(view: Mapping[str, Any], base: Union[str, Path]) -> str:
                 lines += [f"*{caption} (overlay file missing)*", ""]
     params = {k: v for k, v in view["params"].items() if k != "fit_info"}
     lines += ["## Parameters", ""] + _md_table(["parameter", "value"], flatten_params(params)) + [""]
-    lines += ["## Per image", ""] + _md_table(["path", "defect_type", "label", "score"],
-                                              ([r["path"], r["defect_type"], r["label"], format_value(r["score"])]
-                                               for r in view["rows"])) + [""]
+    lines += (
+        ["## Per image", ""]
+        + _md_table(
+            ["path", "defect_type", "label", "score"],
+            ([r["path"], r["defect_type"], r["label"], format_value(r["score"])] for r in view["rows"]),
+        )
+        + [""]
+    )
     return "\n".join(lines)

@@ -27,8 +27,13 @@ METRIC_COLUMNS = (
 )
 
 #: Parameter groups shown in the "Run" section, in order: (key in params, heading).
-PARAM_GROUPS = (("model", "Model"), ("training", "Training"), ("data", "Data"), ("timing", "Timing"),
-                ("versions", "Versions"))
+PARAM_GROUPS = (
+    ("model", "Model"),
+    ("training", "Training"),
+    ("data", "Data"),
+    ("timing", "Timing"),
+    ("versions", "Versions"),
+)
 
 _SCRIPT = r"""
 (function () {
@@ -80,24 +85,27 @@ _SCRIPT = r"""
 def _metrics_section(view: Mapping[str, Any]) -> str:
     thr_name = "Recall at the threshold"
     header = ["", "images"] + [h for _, h in METRIC_COLUMNS] + [thr_name]
-    parts = [f"<table id=\"metrics-table\"><tr>{''.join(f'<th>{esc(h)}</th>' for h in header)}</tr>"]
+    parts = [f'<table id="metrics-table"><tr>{"".join(f"<th>{esc(h)}</th>" for h in header)}</tr>']
     for k, row in enumerate(view["metric_rows"]):
         cells = [f"<td>{esc(row['name'])}</td>", f'<td class="num">{row.get("n_images", "-")}</td>']
         cells += [f'<td class="num">{esc(pct(row.get(key)))}</td>' for key, _ in METRIC_COLUMNS]
         rtype = "" if k == 0 else row["name"]
         cells.append(f'<td class="num" data-recall-type="{esc(rtype)}">{esc(pct(row.get("recall")))}</td>')
-        parts.append(("<tr style=\"font-weight:600\">" if k == 0 else "<tr>") + "".join(cells) + "</tr>")
+        parts.append(('<tr style="font-weight:600">' if k == 0 else "<tr>") + "".join(cells) + "</tr>")
     good = view["good_row"]
-    parts.append(f'<tr><td>good</td><td class="num">{good["n_images"]}</td>'
-                 f'<td colspan="{len(METRIC_COLUMNS)}" class="note">false-alarm rate at the threshold: '
-                 f'{esc(pct(good.get("false_alarm_rate")))}</td><td></td></tr></table>')
+    parts.append(
+        f'<tr><td>good</td><td class="num">{good["n_images"]}</td>'
+        f'<td colspan="{len(METRIC_COLUMNS)}" class="note">false-alarm rate at the threshold: '
+        f"{esc(pct(good.get('false_alarm_rate')))}</td><td></td></tr></table>"
+    )
     parts.append(
         '<p class="note">Fractions as percentages. The first row is the whole test set; each defect type is '
         "scored against all good test images. AUPRO integrates up to a pixel false-positive rate of 0.3. The "
         "F1-max values use the best threshold on this test set: they describe the result, they are not "
         "thresholds to deploy. Recall is the share of defective images flagged (score &ge; threshold) and "
-        "follows the slider below.</p>")
-    return "<section id=\"metrics\"><h2>Metrics</h2>" + "".join(parts) + "</section>"
+        "follows the slider below.</p>"
+    )
+    return '<section id="metrics"><h2>Metrics</h2>' + "".join(parts) + "</section>"
 
 
 def _threshold_section(view: Mapping[str, Any], histogram_svg: str) -> str:
@@ -107,7 +115,7 @@ def _threshold_section(view: Mapping[str, Any], histogram_svg: str) -> str:
     positions = view["positions"]
     start = view["start_index"]
     return f"""<section id="threshold"><h2>Threshold</h2>
-<p class="{origin_class}" id="threshold-origin">{esc(thr['text'])} Start: {esc(fmt(thr['image'], 6))}.</p>
+<p class="{origin_class}" id="threshold-origin">{esc(thr["text"])} Start: {esc(fmt(thr["image"], 6))}.</p>
 <div class="slider-row"><label for="threshold-slider">threshold</label>
 <input type="range" id="threshold-slider" min="0" max="{len(positions) - 1}" step="1" value="{start}"
  aria-label="image score threshold">
@@ -117,13 +125,13 @@ def _threshold_section(view: Mapping[str, Any], histogram_svg: str) -> str:
 <p class="note">An image is flagged as defective when its score is at or above the threshold. The slider steps
 through every observed score (and one above them all).</p>
 <table class="confusion" id="confusion"><tr><th></th><th>passed (score &lt; threshold)</th><th>flagged (score &ge; threshold)</th></tr>
-<tr><th>good ({c['tn'] + c['fp']})</th><td class="ok"><span class="big" id="count-tn">{c['tn']}</span> passed</td>
-<td class="bad"><span class="big" id="count-fp">{c['fp']}</span> false alarms</td></tr>
-<tr><th>defective ({c['tp'] + c['fn']})</th><td class="bad"><span class="big" id="count-fn">{c['fn']}</span> escapes</td>
-<td class="ok"><span class="big" id="count-tp">{c['tp']}</span> caught</td></tr></table>
-<div class="rates"><div>escape rate <b id="rate-escape">{esc(pct(c['fn'] / max(1, c['tp'] + c['fn'])))}</b>
+<tr><th>good ({c["tn"] + c["fp"]})</th><td class="ok"><span class="big" id="count-tn">{c["tn"]}</span> passed</td>
+<td class="bad"><span class="big" id="count-fp">{c["fp"]}</span> false alarms</td></tr>
+<tr><th>defective ({c["tp"] + c["fn"]})</th><td class="bad"><span class="big" id="count-fn">{c["fn"]}</span> escapes</td>
+<td class="ok"><span class="big" id="count-tp">{c["tp"]}</span> caught</td></tr></table>
+<div class="rates"><div>escape rate <b id="rate-escape">{esc(pct(c["fn"] / max(1, c["tp"] + c["fn"])))}</b>
 <span class="note">(escapes / defective)</span></div>
-<div>false-alarm rate <b id="rate-false-alarm">{esc(pct(c['fp'] / max(1, c['fp'] + c['tn'])))}</b>
+<div>false-alarm rate <b id="rate-false-alarm">{esc(pct(c["fp"] / max(1, c["fp"] + c["tn"])))}</b>
 <span class="note">(false alarms / good)</span></div></div>
 <figure class="plot" id="plot-histogram">{histogram_svg}<div class="marker" id="histogram-marker"><span>slider</span></div></figure>
 <p class="note">Dashed line: the start threshold; solid marker: the slider.</p>
@@ -141,9 +149,11 @@ def _curves_section(view: Mapping[str, Any]) -> str:
     if pc.get("pro"):
         figs.append(("plot-pro", plots.pro_plot(pc["pro"], m.get("aupro"))))
     body = "".join(f'<figure class="plot" id="{pid}">{svg}</figure>' for pid, svg in figs)
-    note = ("Image curves are exact (one point per distinct score). Pixel curves pool every pixel of every "
-            "test image with ground truth and are stored thinned (within 0.002 of the exact curve); the areas "
-            "in the legends are the exact metrics.")
+    note = (
+        "Image curves are exact (one point per distinct score). Pixel curves pool every pixel of every "
+        "test image with ground truth and are stored thinned (within 0.002 of the exact curve); the areas "
+        "in the legends are the exact metrics."
+    )
     if not pc:
         note += " This test set has no ground-truth masks: there are no pixel curves."
     return f'<section id="curves"><h2>Curves</h2><div class="plots">{body}</div><p class="note">{note}</p></section>'
@@ -151,10 +161,12 @@ def _curves_section(view: Mapping[str, Any]) -> str:
 
 def _gallery_section(view: Mapping[str, Any], base: Path) -> str:
     t0 = float(view["threshold"]["image"])
-    parts = ['<section id="galleries"><h2>Worst cases</h2>',
-             '<p class="note">Each picture: the preprocessed image, and the anomaly map over it (one colour scale '
-             f'for all: {esc(fmt(view["overlay_scale"].get("vmin")))} to {esc(fmt(view["overlay_scale"].get("vmax")))}), '
-             "ground-truth defects outlined in white. Chosen at the start threshold; click for the full-size file.</p>"]
+    parts = [
+        '<section id="galleries"><h2>Worst cases</h2>',
+        '<p class="note">Each picture: the preprocessed image, and the anomaly map over it (one colour scale '
+        f"for all: {esc(fmt(view['overlay_scale'].get('vmin')))} to {esc(fmt(view['overlay_scale'].get('vmax')))}), "
+        "ground-truth defects outlined in white. Chosen at the start threshold; click for the full-size file.</p>",
+    ]
     for g in view["galleries"]:
         if g["id"] == "examples" and not g["items"]:
             continue
@@ -169,16 +181,23 @@ def _gallery_section(view: Mapping[str, Any], base: Path) -> str:
         for it in g["items"]:
             name = Path(it["path"]).name
             gap = it["score"] - t0
-            where = "at the threshold" if gap == 0 else f"{fmt(abs(gap))} {'above' if gap > 0 else 'below'} the threshold"
-            caption = (f"{it['defect_type']}/{name}: score {fmt(it['score'])}, {where}: "
-                       f"{'flagged' if gap >= 0 else 'passed'}")
+            where = (
+                "at the threshold" if gap == 0 else f"{fmt(abs(gap))} {'above' if gap > 0 else 'below'} the threshold"
+            )
+            caption = (
+                f"{it['defect_type']}/{name}: score {fmt(it['score'])}, {where}: {'flagged' if gap >= 0 else 'passed'}"
+            )
             if it.get("file") is None:
-                parts.append(f"<figure><figcaption>{esc(caption)} (overlay file missing: "
-                             f"{esc(str(it.get('overlay')))})</figcaption></figure>")
+                parts.append(
+                    f"<figure><figcaption>{esc(caption)} (overlay file missing: "
+                    f"{esc(str(it.get('overlay')))})</figcaption></figure>"
+                )
                 continue
             href = relative_link(it["file"], base)
-            parts.append(f'<figure><a href="{esc(href)}"><img src="{image_data_uri(it["file"])}" alt="{esc(caption)}"></a>'
-                         f'<figcaption>{esc(caption)}</figcaption></figure>')
+            parts.append(
+                f'<figure><a href="{esc(href)}"><img src="{image_data_uri(it["file"])}" alt="{esc(caption)}"></a>'
+                f"<figcaption>{esc(caption)}</figcaption></figure>"
+            )
         parts.append("</div>")
     parts.append("</section>")
     return "".join(parts)
@@ -200,53 +219,76 @@ def _run_section(view: Mapping[str, Any]) -> str:
     for key, heading in PARAM_GROUPS:
         if isinstance(params.get(key), Mapping) and params[key]:
             tables.append(f"<div><h3>{esc(heading)}</h3>{table(['parameter', 'value'], _flat(params[key]))}</div>")
-    tables.append(f"<div><h3>Machine</h3>{table(['parameter', 'value'], [('machine', params.get('machine', '-')), ('run written', view.get('created', ''))])}</div>")
+    tables.append(
+        f"<div><h3>Machine</h3>{table(['parameter', 'value'], [('machine', params.get('machine', '-')), ('run written', view.get('created', ''))])}</div>"
+    )
     return f'<section id="run"><h2>Run</h2><div class="params">{"".join(tables)}</div></section>'
 
 
 def _per_image_section(view: Mapping[str, Any]) -> str:
     t0 = float(view["threshold"]["image"])
-    rows = ['<table id="per-image-table"><tr><th>image</th><th>defect type</th><th>label</th>'
-            '<th class="num">score</th><th>at the threshold</th></tr>']
+    rows = [
+        '<table id="per-image-table"><tr><th>image</th><th>defect type</th><th>label</th>'
+        '<th class="num">score</th><th>at the threshold</th></tr>'
+    ]
     for i, r in enumerate(view["rows"]):
         flagged = r["score"] >= t0
         cls = ("good " if r["label"] == 0 else "") + ("flagged" if flagged else "")
-        rows.append(f'<tr data-i="{i}" class="{cls.strip()}"><td>{esc(r["path"])}</td><td>{esc(r["defect_type"])}</td>'
-                    f'<td>{"defective" if r["label"] else "good"}</td><td class="num">{esc(fmt(r["score"], 6))}</td>'
-                    f'<td>{"flagged" if flagged else "passed"}</td></tr>')
+        rows.append(
+            f'<tr data-i="{i}" class="{cls.strip()}"><td>{esc(r["path"])}</td><td>{esc(r["defect_type"])}</td>'
+            f'<td>{"defective" if r["label"] else "good"}</td><td class="num">{esc(fmt(r["score"], 6))}</td>'
+            f"<td>{'flagged' if flagged else 'passed'}</td></tr>"
+        )
     rows.append("</table>")
-    return (f'<section id="per-image"><h2>Per image</h2><details><summary>{len(view["rows"])} images '
-            f'(scores also in per_image.csv)</summary>{"".join(rows)}</details></section>')
+    return (
+        f'<section id="per-image"><h2>Per image</h2><details><summary>{len(view["rows"])} images '
+        f"(scores also in per_image.csv)</summary>{''.join(rows)}</details></section>"
+    )
 
 
 def render_run_page(view: Mapping[str, Any], base: Union[str, Path]) -> str:
     """The HTML of a test run's page; ``base`` is the folder the page is written to (for links)."""
     base = Path(base)
     thr = view["threshold"]
-    start_label = ("the model's stored threshold" if thr.get("origin") == "model"
-                   else "image F1-max on this test set (display only)")
-    hist_svg, geometry = plots.histogram_plot(view["images"]["scores"], view["images"]["labels"], float(thr["image"]),
-                                              "start threshold: " + start_label)
+    start_label = (
+        "the model's stored threshold"
+        if thr.get("origin") == "model"
+        else "image F1-max on this test set (display only)"
+    )
+    hist_svg, geometry = plots.histogram_plot(
+        view["images"]["scores"], view["images"]["labels"], float(thr["image"]), "start threshold: " + start_label
+    )
     params = view["params"]
     model = params.get("model", {})
     data = params.get("data", {})
     n_good, n_bad = view["good_row"]["n_images"], view["metric_rows"][0]["n_images"]
-    sub = (f"{model.get('method', '?')} ({model.get('backbone', '?')}, {model.get('resolution', '?')} px) on "
-           f"{data.get('data', '?')}: {view['n_images']} test images, {n_good} good and {n_bad} defective")
-    body = "".join([
-        f"<header><h1>{esc(view['title'])}</h1><p class=\"sub\">{esc(sub)}</p></header>",
-        '<nav><a href="#metrics">Metrics</a><a href="#threshold">Threshold</a><a href="#curves">Curves</a>'
-        '<a href="#galleries">Worst cases</a><a href="#run">Run</a><a href="#per-image">Per image</a></nav>',
-        _metrics_section(view),
-        _threshold_section(view, hist_svg),
-        _curves_section(view),
-        _gallery_section(view, base),
-        _run_section(view),
-        _per_image_section(view),
-        json_script("run-data", {
-            "scores": view["images"]["scores"], "labels": view["images"]["labels"], "types": view["images"]["types"],
-            "positions": view["positions"], "start": view["start_index"], "start_label": start_label,
-            "histogram": geometry,
-        }),
-    ])
+    sub = (
+        f"{model.get('method', '?')} ({model.get('backbone', '?')}, {model.get('resolution', '?')} px) on "
+        f"{data.get('data', '?')}: {view['n_images']} test images, {n_good} good and {n_bad} defective"
+    )
+    body = "".join(
+        [
+            f'<header><h1>{esc(view["title"])}</h1><p class="sub">{esc(sub)}</p></header>',
+            '<nav><a href="#metrics">Metrics</a><a href="#threshold">Threshold</a><a href="#curves">Curves</a>'
+            '<a href="#galleries">Worst cases</a><a href="#run">Run</a><a href="#per-image">Per image</a></nav>',
+            _metrics_section(view),
+            _threshold_section(view, hist_svg),
+            _curves_section(view),
+            _gallery_section(view, base),
+            _run_section(view),
+            _per_image_section(view),
+            json_script(
+                "run-data",
+                {
+                    "scores": view["images"]["scores"],
+                    "labels": view["images"]["labels"],
+                    "types": view["images"]["types"],
+                    "positions": view["positions"],
+                    "start": view["start_index"],
+                    "start_label": start_label,
+                    "histogram": geometry,
+                },
+            ),
+        ]
+    )
     return page(view["title"], body, _SCRIPT)

@@ -91,8 +91,9 @@ def png_with_header(path: Path, width: int, height: int) -> Path:
         return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
 
     ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
-    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\0" * 64))
-                     + chunk(b"IEND", b""))
+    path.write_bytes(
+        b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\0" * 64)) + chunk(b"IEND", b"")
+    )
     return path
 
 
@@ -100,8 +101,13 @@ def readable_images(folder: Path, source: Path) -> Dict[str, Path]:
     """The same picture stored as RGB, grayscale, RGBA, 16-bit and palette PNGs: all readable."""
     folder.mkdir(parents=True, exist_ok=True)
     rgb = Image.open(source).convert("RGB")
-    files = {"rgb": folder / "rgb.png", "gray": folder / "gray.png", "rgba": folder / "rgba.png",
-             "sixteen_bit": folder / "sixteen_bit.png", "palette": folder / "palette.png"}
+    files = {
+        "rgb": folder / "rgb.png",
+        "gray": folder / "gray.png",
+        "rgba": folder / "rgba.png",
+        "sixteen_bit": folder / "sixteen_bit.png",
+        "palette": folder / "palette.png",
+    }
     rgb.save(files["rgb"])
     rgb.convert("L").save(files["gray"])
     rgba = rgb.convert("RGBA")
@@ -149,8 +155,9 @@ def _writable(folder: Path) -> bool:
 
 def _mount_read_only(folder: Path) -> bool:
     try:
-        done = subprocess.run(["mount", "-t", "tmpfs", "-o", "ro,size=64k", "tmpfs", str(folder)],
-                              capture_output=True, timeout=20)
+        done = subprocess.run(
+            ["mount", "-t", "tmpfs", "-o", "ro,size=64k", "tmpfs", str(folder)], capture_output=True, timeout=20
+        )
     except (OSError, subprocess.SubprocessError):
         return False
     return done.returncode == 0 and not _writable(folder)

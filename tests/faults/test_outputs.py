@@ -110,8 +110,10 @@ def test_synth_never_replaces_a_file_without_force(cli, category, tmp_path):
     result = cli("synth", "--data", category, "--kind", "cutpaste", "-n", "2", "--size", "64", "--out", out)
     assert result.code == 2 and "--force" in result.err
     assert out.read_bytes() == b"my picture"
-    assert cli("synth", "--data", category, "--kind", "cutpaste", "-n", "2", "--size", "64", "--out", out,
-               "--force").code == 0
+    assert (
+        cli("synth", "--data", category, "--kind", "cutpaste", "-n", "2", "--size", "64", "--out", out, "--force").code
+        == 0
+    )
     assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
@@ -186,8 +188,9 @@ def test_output_checks_leave_nothing_behind(tmp_path):
 
 def _mount_tmpfs(folder: Path, size: str) -> bool:
     try:
-        done = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(folder)],
-                              capture_output=True, timeout=20)
+        done = subprocess.run(
+            ["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(folder)], capture_output=True, timeout=20
+        )
     except (OSError, subprocess.SubprocessError):
         return False
     return done.returncode == 0

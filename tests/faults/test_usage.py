@@ -21,8 +21,10 @@ def command_options() -> dict:
     """{command: set of its option strings}, read from the parser itself."""
     parser = build_parser()
     commands = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction)).choices
-    return {name: {o for a in sub._actions for o in a.option_strings if o not in ("-h", "--help")}
-            for name, sub in commands.items()}
+    return {
+        name: {o for a in sub._actions for o in a.option_strings if o not in ("-h", "--help")}
+        for name, sub in commands.items()
+    }
 
 
 def readme_options() -> dict:
@@ -50,8 +52,10 @@ def test_help_lists_exactly_the_options(cli, command, monkeypatch):
 
 @pytest.mark.parametrize("command", ["test", "predict"])
 def test_model_fixed_options_are_refused_under_the_commands_usage(cli, command, tmp_path):
-    required = {"test": ["--model", "m.pt", "--data", "d"],
-                "predict": ["--model", "m.pt", "--input", "x", "--out", "o"]}
+    required = {
+        "test": ["--model", "m.pt", "--data", "d"],
+        "predict": ["--model", "m.pt", "--input", "x", "--out", "o"],
+    }
     for option in MODEL_FIXED_OPTIONS:
         result = cli(command, *required[command], option, "1")
         assert result.code == 2

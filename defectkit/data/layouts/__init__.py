@@ -79,10 +79,14 @@ def open_dataset(path: PathLike, layout: Optional[str] = None, strict: bool = Tr
     cats = [d.name for d in subfolders(p) if detect_layout(d) is not None]
     if cats:
         shown = ", ".join(cats[:8]) + (", ..." if len(cats) > 8 else "")
-        raise DatasetLayoutError(f"'{p}' holds several categories ({shown}), it is not one: pass one of them, "
-                                 f"e.g. '{p / cats[0]}' (benchmark --data takes the whole folder)")
-    raise DatasetLayoutError(f"'{p}' is neither a category folder of a known layout nor a folder holding such "
-                             f"categories. Known layouts: {_expected()}")
+        raise DatasetLayoutError(
+            f"'{p}' holds several categories ({shown}), it is not one: pass one of them, "
+            f"e.g. '{p / cats[0]}' (benchmark --data takes the whole folder)"
+        )
+    raise DatasetLayoutError(
+        f"'{p}' is neither a category folder of a known layout nor a folder holding such "
+        f"categories. Known layouts: {_expected()}"
+    )
 
 
 def find_categories(path: PathLike, layout: Optional[str] = None) -> List[Path]:

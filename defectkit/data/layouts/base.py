@@ -93,9 +93,11 @@ class Category:
 
     def __repr__(self) -> str:
         n_bad = sum(s.label for s in self.test)
-        return (f"Category('{self.root}', layout={self.layout}, train={len(self.train)}, "
-                f"test={len(self.test)} ({len(self.test) - n_bad} good, {n_bad} defective), "
-                f"defect_types={list(self.defect_types)})")
+        return (
+            f"Category('{self.root}', layout={self.layout}, train={len(self.train)}, "
+            f"test={len(self.test)} ({len(self.test) - n_bad} good, {n_bad} defective), "
+            f"defect_types={list(self.defect_types)})"
+        )
 
 
 class Problems:

@@ -16,8 +16,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .base import Category, Layout, Problems, find_by_stem, good_samples, has_images, images_in
 from ..samples import DatasetLayoutError, Sample
+from .base import Category, Layout, Problems, find_by_stem, good_samples, has_images, images_in
 
 
 def is_btad_category(path: Path) -> bool:

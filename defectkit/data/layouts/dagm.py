@@ -25,8 +25,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Dict, Optional, Tuple
 
-from .base import Category, Layout, Problems, find_by_stem, good_samples, images_in
 from ..samples import DatasetLayoutError, Sample
+from .base import Category, Layout, Problems, find_by_stem, good_samples, images_in
 
 DEFECT = "defect"
 SPLITS = (("Train", "train"), ("Test", "test"))
@@ -34,8 +34,11 @@ SPLITS = (("Train", "train"), ("Test", "test"))
 
 def is_dagm_class(path: Path) -> bool:
     p = Path(path)
-    return (p / "Train").is_dir() and (p / "Test").is_dir() and (
-        (p / "Train" / "Label").is_dir() or (p / "Test" / "Label").is_dir())
+    return (
+        (p / "Train").is_dir()
+        and (p / "Test").is_dir()
+        and ((p / "Train" / "Label").is_dir() or (p / "Test" / "Label").is_dir())
+    )
 
 
 def read_labels_txt(path: Path) -> Dict[str, Tuple[int, Optional[str]]]:
@@ -48,8 +51,9 @@ def read_labels_txt(path: Path) -> Dict[str, Tuple[int, Optional[str]]]:
         try:
             flag = int(parts[1])
         except ValueError:
-            raise DatasetLayoutError(f"{path}, line {n}: expected '<number> <0|1> <image> 0 <label file|0>', "
-                                     f"got {line.strip()!r}") from None
+            raise DatasetLayoutError(
+                f"{path}, line {n}: expected '<number> <0|1> <image> 0 <label file|0>', got {line.strip()!r}"
+            ) from None
         if flag not in (0, 1):
             raise DatasetLayoutError(f"{path}, line {n}: the defect flag must be 0 or 1, got {parts[1]!r}")
         label = parts[4] if len(parts) >= 5 and parts[4] != "0" else None
@@ -78,8 +82,10 @@ def open_dagm(path: Path, strict: bool = True) -> Category:
                 flag, label_name = labels[f.name]
                 mask = (label_dir / label_name) if label_name else None
                 if flag and split == "test" and (mask is None or not mask.is_file()):
-                    problem(f"defective image '{f}' has no label mask: '{labels_txt}' names "
-                            f"{label_name or 'none'} in '{label_dir}'")
+                    problem(
+                        f"defective image '{f}' has no label mask: '{labels_txt}' names "
+                        f"{label_name or 'none'} in '{label_dir}'"
+                    )
                     mask = None
             else:
                 mask = find_by_stem(label_dir, f"{f.stem}_label")

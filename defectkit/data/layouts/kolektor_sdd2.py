@@ -21,8 +21,8 @@ from typing import List, Optional
 
 from ..batches import _map_ordered
 from ..images import ImageReadError, read_mask
-from .base import Category, Layout, Problems, good_samples, images_in
 from ..samples import DatasetLayoutError, Sample
+from .base import Category, Layout, Problems, good_samples, images_in
 
 SUFFIX = "_GT"
 DEFECT = "defect"
@@ -60,8 +60,10 @@ def open_kolektor_sdd2(path: Path, strict: bool = True) -> Category:
         with_mask = [f for f in images if f.stem in masks]
         for f in images:
             if f.stem not in masks:
-                problem(f"'{f}' has no mask: expected '{f.parent / (f.stem + SUFFIX + '.png')}' (KolektorSDD2 "
-                        "labels an image by its mask)")
+                problem(
+                    f"'{f}' has no mask: expected '{f.parent / (f.stem + SUFFIX + '.png')}' (KolektorSDD2 "
+                    "labels an image by its mask)"
+                )
         flags: List[object] = _map_ordered(lambda f: _defective(masks[f.stem]), with_mask, 2)  # noqa: B023 - run before the loop moves on
         for f, flag in zip(with_mask, flags):
             if isinstance(flag, ImageReadError):

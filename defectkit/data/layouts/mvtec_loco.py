@@ -22,8 +22,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .base import GOOD, Category, Layout, Problems, good_samples, has_images, images_in, subfolders
 from ..samples import DatasetLayoutError, Sample
+from .base import GOOD, Category, Layout, Problems, good_samples, has_images, images_in, subfolders
 
 GROUPS = {"logical": ("logical_anomalies",), "structural": ("structural_anomalies",)}
 
@@ -68,7 +68,7 @@ LAYOUT = Layout(
     name="mvtec_loco",
     title="MVTec LOCO AD",
     structure="<cat>/train/good/*.png, <cat>/test/{logical,structural}_anomalies/*.png, "
-              "<cat>/ground_truth/<defect>/<name>/000.png (several masks per image, merged)",
+    "<cat>/ground_truth/<defect>/<name>/000.png (several masks per image, merged)",
     detect=is_loco_category,
     open=open_loco,
     priority=10,

@@ -24,8 +24,8 @@ import csv
 from pathlib import Path
 from typing import Dict, Optional
 
-from .base import Category, Layout, Problems, defect_name
 from ..samples import DatasetLayoutError, Sample
+from .base import Category, Layout, Problems, defect_name
 
 SPLIT_FILE = Path("split_csv") / "1cls.csv"
 COLUMNS = ("object", "split", "label", "image", "mask")
@@ -66,15 +66,19 @@ def open_visa(path: Path, strict: bool = True) -> Category:
     problem = Problems(strict, cat.problems)
     csv_path = split_file(p)
     if csv_path is None:
-        raise DatasetLayoutError(f"VisA split file not found for '{p}': expected '{p.parent / SPLIT_FILE}' "
-                                 f"(VisA's one-class split, shipped with the data set)")
+        raise DatasetLayoutError(
+            f"VisA split file not found for '{p}': expected '{p.parent / SPLIT_FILE}' "
+            f"(VisA's one-class split, shipped with the data set)"
+        )
     root = csv_path.parent.parent
     types = _defect_types(p)
     with open(csv_path, newline="") as f:
         reader = csv.DictReader(f)
         missing = [c for c in COLUMNS if c not in (reader.fieldnames or [])]
         if missing:
-            raise DatasetLayoutError(f"{csv_path}: missing column(s) {', '.join(missing)}; expected {','.join(COLUMNS)}")
+            raise DatasetLayoutError(
+                f"{csv_path}: missing column(s) {', '.join(missing)}; expected {','.join(COLUMNS)}"
+            )
         rows = [r for r in reader if (r["object"] or "").strip() == cat.name]
     if not rows:
         raise DatasetLayoutError(f"{csv_path} has no rows for object '{cat.name}'")
@@ -82,8 +86,10 @@ def open_visa(path: Path, strict: bool = True) -> Category:
         split, label = r["split"].strip().lower(), r["label"].strip().lower()
         image = root / r["image"].strip()
         if split not in ("train", "test") or label not in ("normal", "anomaly"):
-            problem(f"{csv_path}: row for '{r['image']}' has split {r['split']!r} and label {r['label']!r}; "
-                    "expected train|test and normal|anomaly")
+            problem(
+                f"{csv_path}: row for '{r['image']}' has split {r['split']!r} and label {r['label']!r}; "
+                "expected train|test and normal|anomaly"
+            )
             continue
         if not image.is_file():
             problem(f"{csv_path} lists '{image}', which does not exist")
@@ -97,8 +103,10 @@ def open_visa(path: Path, strict: bool = True) -> Category:
         mask_text = (r["mask"] or "").strip()
         mask = root / mask_text if mask_text else None
         if mask is None or not mask.is_file():
-            problem(f"defective test image '{image}' has no mask: {csv_path} names "
-                    f"{repr(mask_text) if mask_text else 'none'}")
+            problem(
+                f"defective test image '{image}' has no mask: {csv_path} names "
+                f"{repr(mask_text) if mask_text else 'none'}"
+            )
             mask = None
         cat.test.append(Sample(image, 1, types.get(r["image"].strip(), "anomaly"), mask))
     return cat.finish()
@@ -108,7 +116,7 @@ LAYOUT = Layout(
     name="visa",
     title="VisA",
     structure="<root>/split_csv/1cls.csv, <root>/<cat>/Data/Images/{Normal,Anomaly}/*.JPG, "
-              "<root>/<cat>/Data/Masks/Anomaly/*.png",
+    "<root>/<cat>/Data/Masks/Anomaly/*.png",
     detect=is_visa_category,
     open=open_visa,
     priority=50,

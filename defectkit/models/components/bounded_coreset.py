@@ -81,7 +81,9 @@ class StreamingCoreset:
         if self.projection_dim <= 0 or self.projection_dim >= dim:
             return features.float().contiguous()
         if self.matrix is None:
-            self.matrix = torch.randn(dim, self.projection_dim, generator=self.generator) / math.sqrt(self.projection_dim)
+            self.matrix = torch.randn(dim, self.projection_dim, generator=self.generator) / math.sqrt(
+                self.projection_dim
+            )
         return (features.float() @ self.matrix.to(features.device)).contiguous()
 
     def add(self, features: torch.Tensor) -> None:

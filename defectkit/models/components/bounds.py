@@ -27,7 +27,7 @@ def _parse(rule: str) -> Callable[[float], bool]:
         return lambda v: lo_ok(v, lo) and hi_ok(v, hi)
     for sym in (">=", "<=", ">", "<"):
         if rule.strip().startswith(sym):
-            bound = float(rule.strip()[len(sym):])
+            bound = float(rule.strip()[len(sym) :])
             return lambda v, op=_OPS[sym], b=bound: op(v, b)
     raise ValueError(f"bad bound rule {rule!r}")
 

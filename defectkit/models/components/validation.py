@@ -31,8 +31,13 @@ def subsample(maps):
     return maps[..., ::VAL_PIXEL_STRIDE, ::VAL_PIXEL_STRIDE]
 
 
-def validation_scores(labels: np.ndarray, scores: np.ndarray, masks: np.ndarray, maps: np.ndarray,
-                      metrics: Sequence[str] = DEFAULT_METRICS) -> Dict[str, float]:
+def validation_scores(
+    labels: np.ndarray,
+    scores: np.ndarray,
+    masks: np.ndarray,
+    maps: np.ndarray,
+    metrics: Sequence[str] = DEFAULT_METRICS,
+) -> Dict[str, float]:
     """Metrics of one validation pass plus their mean as ``score`` (higher is better).
 
     ``masks`` and ``maps`` are at the validation resolution already (see :func:`subsample`).

@@ -179,16 +179,32 @@ class MLFF(AnomalyModel):
             raise ValueError("anomaly_ratio must be in [0, 1], repeat and epochs >= 1")
         if self.blur_sigma < 0:
             raise ValueError(f"blur_sigma must be >= 0 (0: no smoothing), got {self.blur_sigma}")
-        check_bounds(self, width=">= 1", feature_dim=">= 1", tem_levels=">= 1", ptfem_levels=">= 1",
-                     scconv_pooling=">= 1", label_threshold="[0, 1)", score_weight=">= 0", consistency_weight=">= 0",
-                     consistency_patch=">= 1", lr="> 0", weight_decay=">= 0", train_batch_size=">= 1",
-                     max_train_minutes="> 0", backbone_lr="> 0", val_anomalies_per_image=">= 1")
+        check_bounds(
+            self,
+            width=">= 1",
+            feature_dim=">= 1",
+            tem_levels=">= 1",
+            ptfem_levels=">= 1",
+            scconv_pooling=">= 1",
+            label_threshold="[0, 1)",
+            score_weight=">= 0",
+            consistency_weight=">= 0",
+            consistency_patch=">= 1",
+            lr="> 0",
+            weight_decay=">= 0",
+            train_batch_size=">= 1",
+            max_train_minutes="> 0",
+            backbone_lr="> 0",
+            val_anomalies_per_image=">= 1",
+        )
         if any(p < 1 for p in self.pyramid):
             raise ValueError(f"pyramid must hold ints >= 1, got {self.pyramid!r}")
         size = self.preprocess.output_size
         if size % self.output_stride:
-            raise ValueError(f"mlff needs a model input that is a multiple of output_stride {self.output_stride} "
-                             f"(its feature grids must line up), got {size} px")
+            raise ValueError(
+                f"mlff needs a model input that is a multiple of output_stride {self.output_stride} "
+                f"(its feature grids must line up), got {size} px"
+            )
 
     @property
     def feature_strides(self) -> Tuple[int, ...]:
@@ -208,8 +224,16 @@ class MLFF(AnomalyModel):
     def _build_net(self, low_channels: int, high_channels: int) -> MLFFNet:
         torch.manual_seed(self.seed)
         return MLFFNet(
-            low_channels, high_channels, self.width, self.feature_dim, self.texture, self.scconv,
-            self.tem_levels, self.ptfem_levels, self.pyramid, self.scconv_pooling,
+            low_channels,
+            high_channels,
+            self.width,
+            self.feature_dim,
+            self.texture,
+            self.scconv,
+            self.tem_levels,
+            self.ptfem_levels,
+            self.pyramid,
+            self.scconv_pooling,
         ).to(self.device_)
 
     def stage_inputs(self, images: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
@@ -239,7 +263,9 @@ class MLFF(AnomalyModel):
         """Frozen-backbone inputs of in-memory images, stored in float16 on the CPU."""
         lows, highs = [], []
         with torch.no_grad():
-            with progress_bar(range(0, len(images), self.batch_size), desc=desc, unit="batch", enabled=progress) as starts:
+            with progress_bar(
+                range(0, len(images), self.batch_size), desc=desc, unit="batch", enabled=progress
+            ) as starts:
                 for start in starts:
                     low, high = self.stage_inputs(images[start : start + self.batch_size].to(self.device_))
                     lows.append(low.half().cpu())
@@ -255,8 +281,12 @@ class MLFF(AnomalyModel):
         synth_seconds = time.perf_counter() - t0
         s = self.preprocess.output_size
         rows = np.r_[normal_src, len(images) + np.arange(len(anomal_src))]  # one epoch's items
-        data: Dict[str, Any] = {"rows": rows, "synth_seconds": synth_seconds, "n_anomalous": len(anomal_src),
-                                "n_normal_images": len(images)}
+        data: Dict[str, Any] = {
+            "rows": rows,
+            "synth_seconds": synth_seconds,
+            "n_anomalous": len(anomal_src),
+            "n_normal_images": len(images),
+        }
         # the cell labels first, so the full-size masks are freed before the features are held
         data["labels"] = self._cell_labels(torch.cat([torch.zeros(len(images), s, s), masks]))
         del masks
@@ -284,8 +314,9 @@ class MLFF(AnomalyModel):
         draw for ``epoch``; the normal copies stay. -> seconds spent."""
         t0 = time.perf_counter()
         n = data["n_normal_images"]
-        anomalies, masks = synthesise(data["source_images"], data["anomaly_sources"], data["generator"],
-                                      self.seed + 11 + 7919 * (epoch - 1))
+        anomalies, masks = synthesise(
+            data["source_images"], data["anomaly_sources"], data["generator"], self.seed + 11 + 7919 * (epoch - 1)
+        )
         if "images" in data:
             data["images"][n:] = anomalies.mul(255).round().byte()
         else:
@@ -296,8 +327,9 @@ class MLFF(AnomalyModel):
 
     def _validation_data(self, paths: List[Path], progress: bool) -> Dict[str, Any]:
         images, _, _ = load_images(paths, self.preprocess, on_error="raise")
-        anomalies, masks, keep = masked_anomalies(images, self.val_anomalies_per_image, self.val_kinds, self.seed + 1,
-                                                  textures=self.val_textures)
+        anomalies, masks, keep = masked_anomalies(
+            images, self.val_anomalies_per_image, self.val_kinds, self.seed + 1, textures=self.val_textures
+        )
         all_images = torch.cat([images, anomalies])
         s = self.preprocess.output_size
         val_masks = subsample(torch.cat([torch.zeros(len(images), s, s), masks])) > 0.5
@@ -349,7 +381,9 @@ class MLFF(AnomalyModel):
     def _make_optimizer(self) -> torch.optim.Optimizer:
         groups = [{"params": list(self.net_.parameters()), "lr": self.lr}]
         if self.tuned_backbone_ is not None:
-            groups.append({"params": [p for p in self.tuned_backbone_.parameters() if p.requires_grad], "lr": self.backbone_lr})
+            groups.append(
+                {"params": [p for p in self.tuned_backbone_.parameters() if p.requires_grad], "lr": self.backbone_lr}
+            )
         if self.optimizer == "sgd":
             return torch.optim.SGD(groups, lr=self.lr, momentum=0.9, weight_decay=self.weight_decay)
         return torch.optim.Adam(groups, lr=self.lr, weight_decay=self.weight_decay)
@@ -381,7 +415,9 @@ class MLFF(AnomalyModel):
 
     def _train(self, data: Dict[str, Any], val: Optional[Dict[str, Any]], progress: bool) -> None:
         opt = self._make_optimizer()
-        sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=self.epochs) if self.lr_schedule == "cosine" else None
+        sched = (
+            torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=self.epochs) if self.lr_schedule == "cosine" else None
+        )
         gen = torch.Generator().manual_seed(self.seed + 3)
         rows_all = data["rows"]
         bs = max(2, min(self.train_batch_size, len(rows_all)))
@@ -410,10 +446,16 @@ class MLFF(AnomalyModel):
             return {f"loss_{k}": v for k, v in sums.items()}
 
         summary = train_epochs(
-            run_epoch, None if val is None else (lambda: self._validate(val)), self._module_state,
-            self._load_module_state, epochs=self.epochs, val_every=self.val_every, patience=self.patience,
+            run_epoch,
+            None if val is None else (lambda: self._validate(val)),
+            self._module_state,
+            self._load_module_state,
+            epochs=self.epochs,
+            val_every=self.val_every,
+            patience=self.patience,
             max_seconds=None if self.max_train_minutes is None else 60.0 * self.max_train_minutes,
-            desc="mlff", progress=progress,
+            desc="mlff",
+            progress=progress,
         )
         self.net_.eval()
         self.fit_info_.update(

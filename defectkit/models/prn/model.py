@@ -158,13 +158,27 @@ class PRN(AnomalyModel):
         super().check_params()
         check_loop_params(self)
         if self.train_batch_size < 2 or self.pool_size < 2:
-            raise ValueError(f"train_batch_size and pool_size must be >= 2, got {self.train_batch_size}, {self.pool_size}")
+            raise ValueError(
+                f"train_batch_size and pool_size must be >= 2, got {self.train_batch_size}, {self.pool_size}"
+            )
         mix = tuple(self.batch_mix)
         if len(mix) != 3 or min(mix) < 0 or mix[0] == 0:
             raise ValueError(f"batch_mix is (normal, EA, SA) with a positive normal share, got {self.batch_mix}")
-        check_bounds(self, prototype_ratio="(0, 1]", kmeans_iters=">= 1", head_dim=">= 1", msa_depth=">= 1",
-                     focal_weight=">= 0", focal_alpha="[0, 1]", focal_gamma=">= 0", lr="> 0", weight_decay=">= 0",
-                     pool_refresh=">= 1", top_k=">= 1", val_anomalies_per_image=">= 1")
+        check_bounds(
+            self,
+            prototype_ratio="(0, 1]",
+            kmeans_iters=">= 1",
+            head_dim=">= 1",
+            msa_depth=">= 1",
+            focal_weight=">= 0",
+            focal_alpha="[0, 1]",
+            focal_gamma=">= 0",
+            lr="> 0",
+            weight_decay=">= 0",
+            pool_refresh=">= 1",
+            top_k=">= 1",
+            val_anomalies_per_image=">= 1",
+        )
         if any(c < 1 for c in self.decoder_channels):
             raise ValueError(f"decoder_channels must hold ints >= 1, got {self.decoder_channels!r}")
 
@@ -228,7 +242,12 @@ class PRN(AnomalyModel):
     def _build(self, channels: Sequence[int]) -> None:
         torch.manual_seed(self.seed)
         self.network_ = PRNNetwork(
-            channels, self.use_prototypes, self.use_msa, self.use_mf, self.head_dim, self.msa_depth,
+            channels,
+            self.use_prototypes,
+            self.use_msa,
+            self.use_mf,
+            self.head_dim,
+            self.msa_depth,
             self.decoder_channels,
         ).to(self.device_)
 
@@ -244,8 +263,9 @@ class PRN(AnomalyModel):
         pairs = [(img, m.numpy()) for img, m in zip(to_uint8(images), masks)]
         return pairs, pool, seen_file_names(self._seen)
 
-    def _make_pool(self, gens: AnomalyGenerators, normals: np.ndarray, extractor, kind: str, count: int,
-                   seed: int) -> FeaturePool:
+    def _make_pool(
+        self, gens: AnomalyGenerators, normals: np.ndarray, extractor, kind: str, count: int, seed: int
+    ) -> FeaturePool:
         images, masks = gens.make(kind, normals, count, seed)
         return FeaturePool(backbone_features(extractor, images, self.batch_size), torch.from_numpy(masks))
 
@@ -272,8 +292,13 @@ class PRN(AnomalyModel):
             scores.append(sc.cpu())
             maps.append(subsample(mp[:, 0]).cpu())
         self.network_.train()
-        return validation_scores(val["labels"], torch.cat(scores).numpy(), subsample(val["masks"]),
-                                 torch.cat(maps).numpy(), VALIDATION_METRICS)
+        return validation_scores(
+            val["labels"],
+            torch.cat(scores).numpy(),
+            subsample(val["masks"]),
+            torch.cat(maps).numpy(),
+            VALIDATION_METRICS,
+        )
 
     # ---- training ------------------------------------------------------------------------
     def _fit(self, paths: List[Path], progress: bool) -> None:
@@ -283,8 +308,9 @@ class PRN(AnomalyModel):
         extractor = self.feature_extractor(self._stages)
         normal = extractor(train_paths)
         self.feature_mean_ = {s: f.mean((0, 2, 3), keepdim=True)[0].to(self.device_) for s, f in normal.items()}
-        self.feature_std_ = {s: f.std((0, 2, 3), keepdim=True)[0].clamp_min(1e-6).to(self.device_)
-                            for s, f in normal.items()}
+        self.feature_std_ = {
+            s: f.std((0, 2, 3), keepdim=True)[0].clamp_min(1e-6).to(self.device_) for s, f in normal.items()
+        }
         t_proto = time.perf_counter()
         kmeans_info: Dict[int, int] = {}
         self.prototypes_ = {}
@@ -366,9 +392,15 @@ class PRN(AnomalyModel):
             return {"loss": total / steps}
 
         summary = train_epochs(
-            run_epoch, None if val is None else (lambda: self._validate(val)), self._module_state,
-            self.network_.load_state_dict, epochs=self.epochs, val_every=self.val_every, patience=self.patience,
-            desc="prn", progress=progress,
+            run_epoch,
+            None if val is None else (lambda: self._validate(val)),
+            self._module_state,
+            self.network_.load_state_dict,
+            epochs=self.epochs,
+            val_every=self.val_every,
+            patience=self.patience,
+            desc="prn",
+            progress=progress,
         )
         self.network_.eval()
         self.fit_info_.update(summary, pool_seconds=pool_seconds[0], steps_per_epoch=steps)

@@ -29,8 +29,13 @@ MAX_ATTEMPTS = 10  # redraws (new base image, new placement) when a generator ca
 class AnomalyGenerators:
     """The EA and SA generators of one fit; SA alternates HEA / HOA (HOA only without textures)."""
 
-    def __init__(self, seen: Sequence[Tuple[np.ndarray, np.ndarray]], textures: Optional[Path],
-                 foreground: Optional[str] = "auto", target_shapes: Optional[Sequence[str]] = DEFAULT_TARGET_SHAPES):
+    def __init__(
+        self,
+        seen: Sequence[Tuple[np.ndarray, np.ndarray]],
+        textures: Optional[Path],
+        foreground: Optional[str] = "auto",
+        target_shapes: Optional[Sequence[str]] = DEFAULT_TARGET_SHAPES,
+    ):
         common = dict(foreground=foreground, target_shapes=tuple(target_shapes) if target_shapes else None)
         seen = [(img, mask) for img, mask in seen if np.asarray(mask).any()]
         self.ea = make_generator("ea", defects=seen, **common) if seen else None

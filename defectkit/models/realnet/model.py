@@ -139,19 +139,30 @@ class RealNet(AnomalyModel):
     def check_params(self) -> None:
         super().check_params()
         check_loop_params(self)
-        for name, value, allowed in (("afs", self.afs, AFS_MODES), ("rrs", self.rrs, RRS_MODES),
-                                     ("synthesis", self.synthesis, SYNTHESIS)):
+        for name, value, allowed in (
+            ("afs", self.afs, AFS_MODES),
+            ("rrs", self.rrs, RRS_MODES),
+            ("synthesis", self.synthesis, SYNTHESIS),
+        ):
             if value not in allowed:
                 raise ValueError(f"{name} must be one of {allowed}, got {value!r}")
         if not 0.0 < self.rrs_fraction <= 1.0:
             raise ValueError(f"rrs_fraction must be in (0, 1], got {self.rrs_fraction}")
         if self.pool_size < 1 or self.train_batch_size < 2:
-            raise ValueError(f"pool_size must be >= 1 and train_batch_size >= 2, got {self.pool_size}, "
-                             f"{self.train_batch_size}")
+            raise ValueError(
+                f"pool_size must be >= 1 and train_batch_size >= 2, got {self.pool_size}, {self.train_batch_size}"
+            )
         if self.blur_sigma < 0:
             raise ValueError(f"blur_sigma must be >= 0 (0: no smoothing), got {self.blur_sigma}")
-        check_bounds(self, afs_batch_size=">= 1", sdas_samples=">= 1", recon_ratio="(0, 1]", recon_min_width=">= 1",
-                     lr="> 0", val_anomalies_per_image=">= 1")
+        check_bounds(
+            self,
+            afs_batch_size=">= 1",
+            sdas_samples=">= 1",
+            recon_ratio="(0, 1]",
+            recon_min_width=">= 1",
+            lr="> 0",
+            val_anomalies_per_image=">= 1",
+        )
         for name in ("recon_mults", "disc_hidden"):
             if any(v < 1 for v in getattr(self, name)):
                 raise ValueError(f"{name} must hold ints >= 1, got {getattr(self, name)!r}")
@@ -166,13 +177,17 @@ class RealNet(AnomalyModel):
         """Networks for the given per-stride channel choice (deterministic under the global seed)."""
         self.channel_indices_ = {s: indices[s].long().cpu() for s in self._stages}
         widths = {s: len(self.channel_indices_[s]) for s in self._stages}
-        self.recon_nets_ = nn.ModuleDict({
-            str(s): ReconUNet(m, recon_width(m, self.recon_ratio, self.recon_min_width), self.recon_mults)
-            for s, m in widths.items()
-        }).to(self.device_)
+        self.recon_nets_ = nn.ModuleDict(
+            {
+                str(s): ReconUNet(m, recon_width(m, self.recon_ratio, self.recon_min_width), self.recon_mults)
+                for s, m in widths.items()
+            }
+        ).to(self.device_)
         total = sum(widths.values())
         counts = rrs_counts(total, self.rrs_fraction)
-        self.selector_ = ResidualSelector(total, counts["max"], counts["mean"], select=self.rrs == "rrs").to(self.device_)
+        self.selector_ = ResidualSelector(total, counts["max"], counts["mean"], select=self.rrs == "rrs").to(
+            self.device_
+        )
         self.discriminator_ = Discriminator(self.selector_.out_channels, self.disc_hidden).to(self.device_)
 
     def _modules(self) -> List[nn.Module]:
@@ -191,7 +206,9 @@ class RealNet(AnomalyModel):
         out = {}
         for s in self._stages:
             mean, std = self.feature_stats_[s]
-            out[s] = (feats[s] - mean.to(feats[s].device)[None, :, None, None]) / std.to(feats[s].device)[None, :, None, None]
+            out[s] = (feats[s] - mean.to(feats[s].device)[None, :, None, None]) / std.to(feats[s].device)[
+                None, :, None, None
+            ]
         return out
 
     def _forward(self, feats: Dict[int, torch.Tensor]):
@@ -220,7 +237,11 @@ class RealNet(AnomalyModel):
         from ...synth.sdas import SamplePool
 
         model_path = resolve_sdas_model(self.sdas_model)
-        root = Path(self.sdas_pool_dir) if self.sdas_pool_dir else Path(self.cache_dir or default_cache_dir()) / "sdas_pool"
+        root = (
+            Path(self.sdas_pool_dir)
+            if self.sdas_pool_dir
+            else Path(self.cache_dir or default_cache_dir()) / "sdas_pool"
+        )
         pool = SamplePool(root, model_path, seed=self.seed).ensure(self.sdas_samples)
         self.fit_info_.update(sdas_model=str(model_path), sdas_pool=str(pool.dir), sdas_samples=len(pool))
         return make_synthesizer("sdas", sdas_pool=pool)
@@ -244,8 +265,11 @@ class RealNet(AnomalyModel):
         bs = self.afs_batch_size
         for start in range(0, len(pool_src), bs):
             sl = slice(start, start + bs)
-            acc.add({s: pool_feats[s][sl] for s in self._stages},
-                    {s: train_feats[s][pool_src[sl]] for s in self._stages}, pool_masks[sl])
+            acc.add(
+                {s: pool_feats[s][sl] for s in self._stages},
+                {s: train_feats[s][pool_src[sl]] for s in self._stages},
+                pool_masks[sl],
+            )
         losses = acc.losses()
         self.fit_info_["afs_losses"] = {str(s): [round(float(v), 6) for v in losses[s]] for s in self._stages}
         return {s: select_channels(losses[s], counts[s]) for s in self._stages}
@@ -258,8 +282,9 @@ class RealNet(AnomalyModel):
         extractor = self.feature_extractor(self._stages)
         train_feats = extractor(train_paths, desc="realnet features")
         synth = self._synthesizer()
-        pool_images, pool_masks, pool_src = synthesize_pool(self._uint8_images(train_paths), self.pool_size, synth,
-                                                            self.seed)
+        pool_images, pool_masks, pool_src = synthesize_pool(
+            self._uint8_images(train_paths), self.pool_size, synth, self.seed
+        )
         t1 = time.perf_counter()
         pool_feats = self._backbone_batches(extractor, pool_images)
         del pool_images
@@ -287,8 +312,10 @@ class RealNet(AnomalyModel):
     def _uint8_images(self, paths: List[Path], chunk: int = 32) -> np.ndarray:
         """The preprocessed training images as N x S x S x 3 uint8, decoded in chunks: the pool's
         sources, without a float copy of every image (4x their size) held at once."""
-        parts = [to_uint8(load_images(paths[i : i + chunk], self.preprocess, on_error="raise")[0])
-                 for i in range(0, len(paths), chunk)]
+        parts = [
+            to_uint8(load_images(paths[i : i + chunk], self.preprocess, on_error="raise")[0])
+            for i in range(0, len(paths), chunk)
+        ]
         return np.concatenate(parts)
 
     def _select_all(self, feats: Dict[int, torch.Tensor], indices: Dict[int, torch.Tensor]) -> Dict[int, torch.Tensor]:
@@ -298,9 +325,7 @@ class RealNet(AnomalyModel):
         normal = self._standardise(self._select_all(extractor(val_paths, desc="validation features"), indices))
         images, _, _ = load_images(val_paths, self.preprocess, on_error="raise")
         count = len(val_paths) * self.val_anomalies_per_image
-        anomalies, masks, _ = synthesize_pool(
-            to_uint8(images), count, mixed_generator(synth), seed=self.seed + 1000
-        )
+        anomalies, masks, _ = synthesize_pool(to_uint8(images), count, mixed_generator(synth), seed=self.seed + 1000)
         anom = self._standardise(self._select_all(self._backbone_batches(extractor, anomalies), indices))
         s = self.preprocess.output_size
         all_masks = torch.cat([torch.zeros(len(val_paths), s, s), masks]) > 0.5
@@ -383,9 +408,15 @@ class RealNet(AnomalyModel):
             return {"recon": tot_rec / steps, "seg": tot_seg / steps}
 
         summary = train_epochs(
-            run_epoch, None if val is None else (lambda: self._validate(val)), self._module_state,
-            self._load_module_state, epochs=self.epochs, val_every=self.val_every, patience=self.patience,
-            desc="realnet", progress=progress,
+            run_epoch,
+            None if val is None else (lambda: self._validate(val)),
+            self._module_state,
+            self._load_module_state,
+            epochs=self.epochs,
+            val_every=self.val_every,
+            patience=self.patience,
+            desc="realnet",
+            progress=progress,
         )
         for m in self._modules():
             m.eval()

@@ -171,9 +171,18 @@ class SimpleNet(AnomalyModel):
             raise ValueError(f"feature_batch_size must be >= 2, got {self.feature_batch_size}")
         check_aggregation(self.aggregation, self.embed_dim)
         check_patch_size(self.patch_size)
-        check_bounds(self, feature_std="> 0", noise_std="> 0", disc_hidden=">= 1", leaky_slope=">= 0",
-                     adaptor_lr="> 0", disc_lr="> 0", weight_decay=">= 0", val_anomalies_per_image=">= 1",
-                     blur_sigma=">= 0")
+        check_bounds(
+            self,
+            feature_std="> 0",
+            noise_std="> 0",
+            disc_hidden=">= 1",
+            leaky_slope=">= 0",
+            adaptor_lr="> 0",
+            disc_lr="> 0",
+            weight_decay=">= 0",
+            val_anomalies_per_image=">= 1",
+            blur_sigma=">= 0",
+        )
         if not self.th_neg < self.th_pos:
             raise ValueError(f"th_neg must be below th_pos, got th_neg={self.th_neg!r}, th_pos={self.th_pos!r}")
 
@@ -279,7 +288,9 @@ class SimpleNet(AnomalyModel):
             scores.append(sc.cpu())
             maps.append(subsample(mp[:, 0]).cpu())
         self.discriminator_.train()
-        return validation_scores(val["labels"], torch.cat(scores).numpy(), subsample(val["masks"]), torch.cat(maps).numpy())
+        return validation_scores(
+            val["labels"], torch.cat(scores).numpy(), subsample(val["masks"]), torch.cat(maps).numpy()
+        )
 
     def _fit(self, paths: List[Path], progress: bool) -> None:
         t0 = time.perf_counter()
@@ -303,7 +314,7 @@ class SimpleNet(AnomalyModel):
         image's backbone maps and a fused copy."""
         vectors: Optional[torch.Tensor] = None
         row = 0
-        for indices, stage_features in extractor.stream(paths, STREAM_IMAGES):
+        for _indices, stage_features in extractor.stream(paths, STREAM_IMAGES):
             feats = self.patch_features(stage_features).permute(0, 2, 3, 1)
             part = feats.reshape(-1, feats.shape[-1])
             if vectors is None:
@@ -377,9 +388,15 @@ class SimpleNet(AnomalyModel):
             return {"loss": float(total) / steps}
 
         summary = train_epochs(
-            run_epoch, None if val is None else (lambda: self._validate(val)), self._module_state,
-            self._load_module_state, epochs=self.epochs, val_every=self.val_every, patience=self.patience,
-            desc="simplenet", progress=progress,
+            run_epoch,
+            None if val is None else (lambda: self._validate(val)),
+            self._module_state,
+            self._load_module_state,
+            epochs=self.epochs,
+            val_every=self.val_every,
+            patience=self.patience,
+            desc="simplenet",
+            progress=progress,
         )
         self.adaptor_.eval()
         self.discriminator_.eval()

@@ -17,9 +17,20 @@ def __getattr__(name):
     # lazy, so ``python -m defectkit.synth.sdas.train`` does not import the module twice
     if name in _TRAIN:
         from . import train
+
         return getattr(train, name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
-__all__ = ["GaussianDiffusion", "beta_schedule", "SDASModel", "FORMAT_VERSION", "SamplePool",
-           "train_sdas", "train_model", "load_training_images", "UNet", "UNetConfig"]
+__all__ = [
+    "GaussianDiffusion",
+    "beta_schedule",
+    "SDASModel",
+    "FORMAT_VERSION",
+    "SamplePool",
+    "train_sdas",
+    "train_model",
+    "load_training_images",
+    "UNet",
+    "UNetConfig",
+]

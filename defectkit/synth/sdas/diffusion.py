@@ -19,20 +19,23 @@ def beta_schedule(name: str, num_timesteps: int) -> np.ndarray:
         scale = 1000.0 / num_timesteps
         return np.linspace(scale * 1e-4, scale * 0.02, num_timesteps, dtype=np.float64)
     if name == "cosine":
+
         def abar(t):
             return math.cos((t + 0.008) / 1.008 * math.pi / 2) ** 2
-        return np.array([min(1 - abar((i + 1) / num_timesteps) / abar(i / num_timesteps), 0.999)
-                         for i in range(num_timesteps)], dtype=np.float64)
+
+        return np.array(
+            [min(1 - abar((i + 1) / num_timesteps) / abar(i / num_timesteps), 0.999) for i in range(num_timesteps)],
+            dtype=np.float64,
+        )
     raise ValueError(f"unknown beta schedule {name!r} (use 'cosine' or 'linear')")
 
 
 def _normal_kl(mean1, logvar1, mean2, logvar2):
-    return 0.5 * (-1.0 + logvar2 - logvar1 + torch.exp(logvar1 - logvar2)
-                  + (mean1 - mean2) ** 2 * torch.exp(-logvar2))
+    return 0.5 * (-1.0 + logvar2 - logvar1 + torch.exp(logvar1 - logvar2) + (mean1 - mean2) ** 2 * torch.exp(-logvar2))
 
 
 def _approx_std_normal_cdf(x):
-    return 0.5 * (1.0 + torch.tanh(math.sqrt(2.0 / math.pi) * (x + 0.044715 * x ** 3)))
+    return 0.5 * (1.0 + torch.tanh(math.sqrt(2.0 / math.pi) * (x + 0.044715 * x**3)))
 
 
 def _discretized_gaussian_log_likelihood(x, means, log_scales):
@@ -44,8 +47,7 @@ def _discretized_gaussian_log_likelihood(x, means, log_scales):
     log_cdf_plus = torch.log(cdf_plus.clamp(min=1e-12))
     log_one_minus_cdf_min = torch.log((1.0 - cdf_min).clamp(min=1e-12))
     log_cdf_delta = torch.log((cdf_plus - cdf_min).clamp(min=1e-12))
-    return torch.where(x < -0.999, log_cdf_plus,
-                       torch.where(x > 0.999, log_one_minus_cdf_min, log_cdf_delta))
+    return torch.where(x < -0.999, log_cdf_plus, torch.where(x > 0.999, log_one_minus_cdf_min, log_cdf_delta))
 
 
 def _mean_flat(x):
@@ -75,7 +77,9 @@ class GaussianDiffusion:
         self.sqrt_recipm1_alphas_cumprod = np.sqrt(1.0 / abar - 1)
         self.posterior_variance = self.betas * (1.0 - prev) / (1.0 - abar)
         # beta~_0 is 0: clip its log with beta~_1, as IDDPM does
-        self.posterior_log_variance_clipped = np.log(np.append(self.posterior_variance[1:2], self.posterior_variance[1:]))
+        self.posterior_log_variance_clipped = np.log(
+            np.append(self.posterior_variance[1:2], self.posterior_variance[1:])
+        )
         self.posterior_mean_coef1 = self.betas * np.sqrt(prev) / (1.0 - abar)
         self.posterior_mean_coef2 = (1.0 - prev) * np.sqrt(1.0 - self.betas) / (1.0 - abar)
 
@@ -95,7 +99,10 @@ class GaussianDiffusion:
 
     # -- forward process -------------------------------------------------
     def q_sample(self, x0, t, noise):
-        return self._get(self.sqrt_alphas_cumprod, t, x0) * x0 + self._get(self.sqrt_one_minus_alphas_cumprod, t, x0) * noise
+        return (
+            self._get(self.sqrt_alphas_cumprod, t, x0) * x0
+            + self._get(self.sqrt_one_minus_alphas_cumprod, t, x0) * noise
+        )
 
     def q_posterior(self, x0, xt, t):
         mean = self._get(self.posterior_mean_coef1, t, xt) * x0 + self._get(self.posterior_mean_coef2, t, xt) * xt
@@ -111,7 +118,10 @@ class GaussianDiffusion:
         max_log = self._get(np.log(self.betas), t, xt)
         frac = (v + 1) / 2  # v in [-1, 1] interpolates log beta~ .. log beta
         log_var = frac * max_log + (1 - frac) * min_log
-        x0 = self._get(self.sqrt_recip_alphas_cumprod, t, xt) * xt - self._get(self.sqrt_recipm1_alphas_cumprod, t, xt) * eps
+        x0 = (
+            self._get(self.sqrt_recip_alphas_cumprod, t, xt) * xt
+            - self._get(self.sqrt_recipm1_alphas_cumprod, t, xt) * eps
+        )
         if clip_denoised:
             x0 = x0.clamp(-1, 1)
         mean, _ = self.q_posterior(x0, xt, t)
@@ -135,8 +145,15 @@ class GaussianDiffusion:
 
     # -- sampling --------------------------------------------------------
     @torch.no_grad()
-    def sample(self, model, shape, strength=0.0, generator: torch.Generator | None = None,
-               clip_denoised: bool = True, progress: bool = False) -> torch.Tensor:
+    def sample(
+        self,
+        model,
+        shape,
+        strength=0.0,
+        generator: torch.Generator | None = None,
+        clip_denoised: bool = True,
+        progress: bool = False,
+    ) -> torch.Tensor:
         """SDAS sampler: x_{t-1} ~ N(mu, (1+s) Sigma_theta); s = 0 is ordinary IDDPM sampling.
 
         ``strength`` is a scalar or a per-sample tensor of shape (B,). Returns x_0 in [-1, 1].
@@ -146,8 +163,9 @@ class GaussianDiffusion:
         x = torch.randn(shape, generator=generator).to(device)  # CPU draws: same samples on any device
         from ...utils.progress import progress as progress_bar
 
-        with progress_bar(range(self.num_timesteps - 1, -1, -1), desc="SDAS sampling", unit="step",
-                          enabled=progress) as steps:
+        with progress_bar(
+            range(self.num_timesteps - 1, -1, -1), desc="SDAS sampling", unit="step", enabled=progress
+        ) as steps:
             for i in steps:
                 t = torch.full((shape[0],), i, dtype=torch.long, device=device)
                 mean, log_var, _ = self.p_mean_variance(model, x, t, clip_denoised=clip_denoised)

@@ -23,13 +23,14 @@ def nearest_train_distance(samples: np.ndarray, train: np.ndarray, batch: int = 
     t = torch.from_numpy(train.reshape(len(train), -1).astype(np.float32) / 255.0)
     best = torch.full((len(s),), float("inf"))
     for start in range(0, len(t), batch):
-        d = torch.cdist(s, t[start:start + batch], p=1) / s.shape[1]
+        d = torch.cdist(s, t[start : start + batch], p=1) / s.shape[1]
         best = torch.minimum(best, d.min(dim=1).values)
     return best.numpy()
 
 
-def compare_strengths(model, train: np.ndarray, n: int = 64, strengths=(0.0, 0.2), seed: int = 0,
-                      steps: int = 20, progress: bool = False) -> dict:
+def compare_strengths(
+    model, train: np.ndarray, n: int = 64, strengths=(0.0, 0.2), seed: int = 0, steps: int = 20, progress: bool = False
+) -> dict:
     """Sample ``n`` images per strength (same seed, so the same initial noise) and measure."""
     out = {}
     for s in strengths:
@@ -37,8 +38,12 @@ def compare_strengths(model, train: np.ndarray, n: int = 64, strengths=(0.0, 0.2
         samples = model.sample(n, strength=s, seed=seed, steps=steps, progress=progress)
         seconds = time.perf_counter() - start
         d = nearest_train_distance(samples, train)
-        out[float(s)] = {"samples": samples, "distance_mean": float(d.mean()), "distance_std": float(d.std()),
-                         "seconds": seconds}
+        out[float(s)] = {
+            "samples": samples,
+            "distance_mean": float(d.mean()),
+            "distance_std": float(d.std()),
+            "seconds": seconds,
+        }
     return out
 
 
@@ -67,23 +72,30 @@ def main(argv=None) -> None:
     train = np.stack([load_image(p, model.image_size) for p in find_images(folder)])
     res = compare_strengths(model, train, args.n, args.strengths, args.seed, args.steps, progress=True)
     for s, r in res.items():
-        print(f"s={s:g}: nearest-train mean |diff| = {r['distance_mean']:.4f} +- {r['distance_std']:.4f} "
-              f"({args.n} samples in {r['seconds']:.1f} s)")
+        print(
+            f"s={s:g}: nearest-train mean |diff| = {r['distance_mean']:.4f} +- {r['distance_std']:.4f} "
+            f"({args.n} samples in {r['seconds']:.1f} s)"
+        )
     if args.grid:
         from PIL import Image
+
         k = min(16, args.n)
         rows = [np.concatenate(list(r["samples"][:k]), axis=1) for r in res.values()]
         grid = Image.fromarray(np.concatenate(rows, axis=0)).resize((k * 96, len(rows) * 96), Image.NEAREST)
         save_preview(grid, args.grid)
     if args.report:
         info = model.info
-        lines = [f"- model: `{args.model}` (sha256 {model.weights_hash()[:16]}), {info.get('resolution')} px, "
-                 f"{info.get('steps')} training steps x batch {info.get('batch_size')} in "
-                 f"{info.get('seconds', 0) / 60:.1f} min, seed {info.get('seed')}, final loss {info.get('final_loss', float('nan')):.4f}",
-                 f"- sampling: {args.n} images per strength, {args.steps} respaced steps, seed {args.seed}"]
+        lines = [
+            f"- model: `{args.model}` (sha256 {model.weights_hash()[:16]}), {info.get('resolution')} px, "
+            f"{info.get('steps')} training steps x batch {info.get('batch_size')} in "
+            f"{info.get('seconds', 0) / 60:.1f} min, seed {info.get('seed')}, final loss {info.get('final_loss', float('nan')):.4f}",
+            f"- sampling: {args.n} images per strength, {args.steps} respaced steps, seed {args.seed}",
+        ]
         for s, r in res.items():
-            lines.append(f"- s = {s:g}: nearest-training-image mean per-pixel |diff| = {r['distance_mean']:.4f} "
-                         f"(std {r['distance_std']:.4f}); sampling took {r['seconds']:.1f} s")
+            lines.append(
+                f"- s = {s:g}: nearest-training-image mean per-pixel |diff| = {r['distance_mean']:.4f} "
+                f"(std {r['distance_std']:.4f}); sampling took {r['seconds']:.1f} s"
+            )
         Path(args.report).write_text("\n".join(lines) + "\n")
 
 

@@ -20,7 +20,6 @@ FORMAT = "defectkit.sdas"
 FORMAT_VERSION = 1
 
 
-
 @dataclass
 class SDASModel:
     """A trained (or fresh) SDAS diffusion model.
@@ -35,8 +34,9 @@ class SDASModel:
     info: dict = field(default_factory=dict)
 
     @classmethod
-    def create(cls, config: Optional[UNetConfig] = None, schedule: str = "cosine",
-               num_timesteps: int = 1000, seed: int = 0) -> "SDASModel":
+    def create(
+        cls, config: Optional[UNetConfig] = None, schedule: str = "cosine", num_timesteps: int = 1000, seed: int = 0
+    ) -> "SDASModel":
         torch.manual_seed(seed)
         return cls(UNet(config if config is not None else UNetConfig()), schedule, num_timesteps)
 
@@ -49,9 +49,15 @@ class SDASModel:
 
     # -- persistence ---------------------------------------------------------
     def state(self) -> dict:
-        return {"format": FORMAT, "version": FORMAT_VERSION, "config": self.net.config.to_dict(),
-                "schedule": self.schedule, "num_timesteps": self.num_timesteps,
-                "state_dict": self.net.state_dict(), "info": self.info}
+        return {
+            "format": FORMAT,
+            "version": FORMAT_VERSION,
+            "config": self.net.config.to_dict(),
+            "schedule": self.schedule,
+            "num_timesteps": self.num_timesteps,
+            "state_dict": self.net.state_dict(),
+            "info": self.info,
+        }
 
     def save(self, path) -> str:
         """Write atomically (temp file + os.replace) so a crash never leaves half a file; returns the hash."""
@@ -89,8 +95,9 @@ class SDASModel:
 
     # -- sampling ------------------------------------------------------------
     @torch.no_grad()
-    def sample(self, n: int, strength=0.0, seed: int = 0, steps: int = 20,
-               batch_size: int = 32, progress: bool = False) -> np.ndarray:
+    def sample(
+        self, n: int, strength=0.0, seed: int = 0, steps: int = 20, batch_size: int = 32, progress: bool = False
+    ) -> np.ndarray:
         """n samples as uint8 NxHxWx3 at the model's resolution.
 
         ``strength`` is a float s, a (lo, hi) tuple to draw s ~ U[lo, hi] per sample
@@ -110,8 +117,9 @@ class SDASModel:
         size = self.image_size
         out = []
         for start in range(0, n, batch_size):
-            s = s_all[start:start + batch_size]
-            x = diffusion.sample(self.net, (len(s), self.net.config.in_channels, size, size), s,
-                                 generator=gen, progress=progress)
+            s = s_all[start : start + batch_size]
+            x = diffusion.sample(
+                self.net, (len(s), self.net.config.in_channels, size, size), s, generator=gen, progress=progress
+            )
             out.append(((x + 1) * 127.5).round().clamp(0, 255).to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy())
         return np.concatenate(out) if out else np.zeros((0, size, size, 3), np.uint8)

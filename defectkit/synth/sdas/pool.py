@@ -44,8 +44,11 @@ class SamplePool:
         self.entries: list[dict] = []
         if self.index_path.exists():
             index = json.loads(self.index_path.read_text())
-            if index.get("format") == POOL_FORMAT and index.get("version") == POOL_VERSION \
-                    and index.get("model_hash") == self.model_hash:
+            if (
+                index.get("format") == POOL_FORMAT
+                and index.get("version") == POOL_VERSION
+                and index.get("model_hash") == self.model_hash
+            ):
                 self.entries = [e for e in index["entries"] if (self.dir / e["file"]).exists()]
 
     def __len__(self) -> int:
@@ -60,8 +63,9 @@ class SamplePool:
             batch_seed = self.seed * 1_000_003 + start
             lo, hi = self.strength
             s = np.random.default_rng(batch_seed).uniform(lo, hi, count).astype(np.float32)
-            images = self.model.sample(count, strength=s, seed=batch_seed, steps=self.steps,
-                                       batch_size=count, progress=progress)
+            images = self.model.sample(
+                count, strength=s, seed=batch_seed, steps=self.steps, batch_size=count, progress=progress
+            )
             for j, image in enumerate(images):
                 name = f"{start + j:06d}.png"
                 buf = _png_bytes(image)
@@ -71,9 +75,16 @@ class SamplePool:
         return self
 
     def _write_index(self) -> None:
-        index = {"format": POOL_FORMAT, "version": POOL_VERSION, "model_hash": self.model_hash,
-                 "image_size": self.model.image_size, "steps": self.steps, "strength": list(self.strength),
-                 "seed": self.seed, "entries": self.entries}
+        index = {
+            "format": POOL_FORMAT,
+            "version": POOL_VERSION,
+            "model_hash": self.model_hash,
+            "image_size": self.model.image_size,
+            "steps": self.steps,
+            "strength": list(self.strength),
+            "seed": self.seed,
+            "entries": self.entries,
+        }
         _atomic_write(self.index_path, json.dumps(index, indent=1).encode())
 
     def __getitem__(self, i: int) -> np.ndarray:
@@ -91,6 +102,7 @@ class SamplePool:
 
 def _png_bytes(image: np.ndarray) -> bytes:
     import io
+
     buf = io.BytesIO()
     Image.fromarray(image).save(buf, format="PNG")
     return buf.getvalue()

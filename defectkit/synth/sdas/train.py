@@ -28,10 +28,21 @@ def load_training_images(image_paths, size: int) -> torch.Tensor:
     return x / 127.5 - 1.0
 
 
-def train_model(model: SDASModel, data: torch.Tensor, *, minutes: float | None = None,
-                max_steps: int | None = None, batch_size: int = 16, lr: float = 3e-4,
-                ema_decay: float = 0.999, flips: bool = False, seed: int = 0,
-                out_path=None, save_every_s: float = 300.0, progress: bool = True) -> SDASModel:
+def train_model(
+    model: SDASModel,
+    data: torch.Tensor,
+    *,
+    minutes: float | None = None,
+    max_steps: int | None = None,
+    batch_size: int = 16,
+    lr: float = 3e-4,
+    ema_decay: float = 0.999,
+    flips: bool = False,
+    seed: int = 0,
+    out_path=None,
+    save_every_s: float = 300.0,
+    progress: bool = True,
+) -> SDASModel:
     """Train in place on ``data`` (N x 3 x H x W in [-1, 1]); return the EMA model.
 
     Uniform timestep sampling, AdamW, hybrid loss. ``flips`` adds horizontal and
@@ -92,15 +103,35 @@ def train_model(model: SDASModel, data: torch.Tensor, *, minutes: float | None =
 
 def _finish(ema: SDASModel, step, start, losses, batch_size, data, seed) -> SDASModel:
     ema.net.to(memory_format=torch.contiguous_format)  # sample exactly as a loaded copy would
-    ema.info.update({"steps": step, "seconds": round(time.monotonic() - start, 1), "batch_size": batch_size,
-                     "num_images": int(len(data)), "resolution": int(data.shape[-1]), "seed": seed,
-                     "final_loss": float(np.mean(losses[-50:])) if losses else float("nan")})
+    ema.info.update(
+        {
+            "steps": step,
+            "seconds": round(time.monotonic() - start, 1),
+            "batch_size": batch_size,
+            "num_images": int(len(data)),
+            "resolution": int(data.shape[-1]),
+            "seed": seed,
+            "final_loss": float(np.mean(losses[-50:])) if losses else float("nan"),
+        }
+    )
     return ema
 
 
-def train_sdas(image_paths, out_path, size: int = 64, minutes: float = 25.0, seed: int = 0, *,
-               max_steps: int | None = None, config: UNetConfig | None = None, schedule: str = "cosine",
-               batch_size: int = 16, lr: float = 3e-4, flips: bool = False, progress: bool = True) -> SDASModel:
+def train_sdas(
+    image_paths,
+    out_path,
+    size: int = 64,
+    minutes: float = 25.0,
+    seed: int = 0,
+    *,
+    max_steps: int | None = None,
+    config: UNetConfig | None = None,
+    schedule: str = "cosine",
+    batch_size: int = 16,
+    lr: float = 3e-4,
+    flips: bool = False,
+    progress: bool = True,
+) -> SDASModel:
     """Train SDAS on ``image_paths`` at ``size`` px for at most ``minutes``; save to ``out_path``.
 
     Returns the EMA model (also written to ``out_path``, atomically, with a format version).
@@ -111,13 +142,24 @@ def train_sdas(image_paths, out_path, size: int = 64, minutes: float = 25.0, see
     data = load_training_images(list(image_paths), size)
     model = SDASModel.create(config, schedule=schedule, seed=seed)
     model.info["data"] = sorted({str(Path(p).parent) for p in image_paths})
-    return train_model(model, data, minutes=minutes, max_steps=max_steps, batch_size=batch_size, lr=lr,
-                       flips=flips, seed=seed, out_path=Path(out_path), progress=progress)
+    return train_model(
+        model,
+        data,
+        minutes=minutes,
+        max_steps=max_steps,
+        batch_size=batch_size,
+        lr=lr,
+        flips=flips,
+        seed=seed,
+        out_path=Path(out_path),
+        progress=progress,
+    )
 
 
 def main(argv=None) -> None:
     """``python -m defectkit.synth.sdas.train --data DIR --out PATH [--size 64] [--minutes 25]``."""
     import argparse
+
     from ..io import find_images
 
     ap = argparse.ArgumentParser(description=main.__doc__)
@@ -135,8 +177,16 @@ def main(argv=None) -> None:
         torch.set_num_threads(args.threads)
     folder = Path(args.data)
     paths = find_images(folder / "train" / "good" if (folder / "train" / "good").is_dir() else folder)
-    model = train_sdas(paths, args.out, size=args.size, minutes=args.minutes, seed=args.seed,
-                       max_steps=args.max_steps, batch_size=args.batch_size, flips=args.flips)
+    model = train_sdas(
+        paths,
+        args.out,
+        size=args.size,
+        minutes=args.minutes,
+        seed=args.seed,
+        max_steps=args.max_steps,
+        batch_size=args.batch_size,
+        flips=args.flips,
+    )
     print({k: v for k, v in model.info.items() if k != "data"})
 
 

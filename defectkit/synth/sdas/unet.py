@@ -10,8 +10,8 @@ import math
 from dataclasses import asdict, dataclass
 
 import torch
-from torch import nn
 import torch.nn.functional as F
+from torch import nn
 
 
 @dataclass(frozen=True)
@@ -114,8 +114,9 @@ class UNet(nn.Module):
                 skips.append(ch)
                 res //= 2
 
-        self.mid = nn.ModuleList([ResBlock(ch, ch, temb, config.dropout), Attention(ch),
-                                  ResBlock(ch, ch, temb, config.dropout)])
+        self.mid = nn.ModuleList(
+            [ResBlock(ch, ch, temb, config.dropout), Attention(ch), ResBlock(ch, ch, temb, config.dropout)]
+        )
 
         self.up = nn.ModuleList()
         for level, mult in reversed(list(enumerate(config.channel_mults))):
