@@ -136,16 +136,7 @@ class OnnxScorer:
             "crop_size": self.preprocess.crop_size,
             "resize": self.preprocess.resize,
             "batch_size": self.batch_size,
-            "thresholds": None
-            if t is None
-            else {
-                "image": t.image,
-                "pixel": t.pixel,
-                "rule": t.rule,
-                "fpr": t.fpr,
-                "pixel_fpr": t.pixel_fpr,
-                "source": t.source,
-            },
+            "thresholds": None if t is None else t.summary(),
             "thresholds_chosen": meta.thresholds_chosen,
             "exported_by_defectkit": meta.defectkit_version,
             "onnx_metadata_version": meta.format_version,

@@ -272,6 +272,17 @@ class Thresholds:
             return None
         return float(np.mean(np.asarray(self.normal_scores) >= self.image))
 
+    def summary(self) -> Dict[str, Any]:
+        """The thresholds and how they were chosen, as JSON values (without the normals' scores)."""
+        return {
+            "image": self.image,
+            "pixel": self.pixel,
+            "rule": self.rule,
+            "fpr": self.fpr,
+            "pixel_fpr": self.pixel_fpr,
+            "source": self.source,
+        }
+
     def describe(self) -> str:
         """One line saying what the thresholds are and where they come from."""
         pixel = "none" if self.pixel is None else f"{self.pixel:.4g}"

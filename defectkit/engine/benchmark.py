@@ -329,26 +329,7 @@ def run_benchmark(
     from ..backbones import create_backbone
 
     create_backbone(backbone, weights)  # unknown backbone / bad weights fail now, not after a first run
-    for _, name, params in variants:  # parameter values checked now, not after a first run
-        build_model(
-            name,
-            params,
-            backbone=backbone,
-            weights=weights,
-            image_size=image_size,
-            crop_size=crop_size,
-            device=device,
-            batch_size=batch_size,
-            cache_dir=cache_dir,
-            use_cache=use_cache,
-            resize=resize,
-            tile_size=tile_size,
-            tile_overlap=tile_overlap,
-        )
-    if run_pages and out is None:
-        raise ValueError("run pages need an output folder (out_dir)")
-    env = environment_info(device)
-    shared = dict(
+    model_settings = dict(
         backbone=backbone,
         weights=weights,
         image_size=image_size,
@@ -357,14 +338,22 @@ def run_benchmark(
         batch_size=batch_size,
         cache_dir=cache_dir,
         use_cache=use_cache,
+        resize=resize,
+        tile_size=tile_size,
+        tile_overlap=tile_overlap,
+    )
+    for _, name, params in variants:  # parameter values checked now, not after a first run
+        build_model(name, params, **model_settings)
+    if run_pages and out is None:
+        raise ValueError("run pages need an output folder (out_dir)")
+    env = environment_info(device)
+    shared = dict(
+        **model_settings,
         method_params=method_params,
         methods=names,
         seen_anomalies=seen_anomalies,
         seen_dir=seen_dir,
         strict=strict,
-        resize=resize,
-        tile_size=tile_size,
-        tile_overlap=tile_overlap,
     )
     n_seen = len(seen_from_folder(seen_dir)) if seen_dir is not None else seen_anomalies
     runs = [

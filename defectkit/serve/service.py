@@ -134,19 +134,7 @@ class InferenceService:
         info.setdefault("method", self.scorer.method)
         info.setdefault("output_size", int(self.scorer.output_size))
         t = self.thresholds
-        info["thresholds"] = (
-            None
-            if t is None
-            else {
-                "image": t.image,
-                "pixel": t.pixel,
-                "rule": t.rule,
-                "fpr": t.fpr,
-                "pixel_fpr": t.pixel_fpr,
-                "source": t.source,
-                "description": t.describe(),
-            }
-        )
+        info["thresholds"] = None if t is None else {**t.summary(), "description": t.describe()}
         info["name"] = self.settings.model_name
         info["defectkit_version"] = __version__
         info["limits"] = {
