@@ -28,16 +28,32 @@ torch.set_num_threads(1)
 
 
 # ---------------------------------------------------------------------------- the rules
-def test_quantile_rule_by_hand():
+def test_fpr_rule_by_hand():
     scores = [7, 1, 10, 3, 5, 2, 9, 4, 8, 6]  # sorted: 1..10
-    # h = (n - 1)(1 - fpr) = 9 * 0.9 = 8.1 -> s[8] + 0.1 (s[9] - s[8]) = 9 + 0.1
-    assert quantile_threshold(scores, 0.1) == pytest.approx(9.1)
-    # h = 4 * 0.75 = 3 exactly -> s[3]
-    assert quantile_threshold([0, 1, 2, 3, 4], 0.25) == pytest.approx(3.0)
-    # fewer normals than 1 / fpr: between the two largest, only the largest is flagged
+    # k = floor(0.1 * 10) = 1 may be flagged: halfway between s[8] = 9 (passes) and s[9] = 10
+    assert quantile_threshold(scores, 0.1) == pytest.approx(9.5)
+    assert quantile_threshold(scores, 0.25) == pytest.approx(8.5)  # k = 2
+    assert quantile_threshold(scores, 0.15) == pytest.approx(9.5)  # k = floor(1.5) = 1
+    # fewer normals than 1 / fpr: none is flagged; s[10] extrapolated from the top gap (11)
     t = quantile_threshold(scores, 0.01)
-    assert 9 < t < 10 and t == pytest.approx(9 + 0.91)
-    assert np.mean(np.asarray(scores) >= t) == pytest.approx(0.1)
+    assert t == pytest.approx(10.5)
+    assert np.mean(np.asarray(scores) >= t) == 0.0
+
+
+@pytest.mark.parametrize("n", [1, 2, 10, 31, 99, 100, 209, 1000])
+@pytest.mark.parametrize("fpr", [0.005, 0.01, 0.05, 0.1, 0.3])
+def test_fpr_rule_never_flags_more_than_the_rate(n, fpr):
+    scores = np.random.default_rng(n).gamma(2.0, size=n)
+    t = quantile_threshold(scores, fpr)
+    flagged = int(np.sum(scores >= t))
+    assert flagged == int(np.floor(fpr * n + 1e-9))  # distinct scores: exactly the allowed count
+    assert flagged <= fpr * n + 1e-9
+
+
+def test_fpr_rule_with_ties_flags_fewer_never_more():
+    t = quantile_threshold([1.0, 2.0, 5.0, 5.0], 0.25)  # k = 1, but the two largest tie
+    assert t > 5.0 and t == pytest.approx(5.0)
+    assert quantile_threshold([3.0, 3.0, 3.0], 0.01) > 3.0
 
 
 @pytest.mark.parametrize("fpr", [0.0, 1.0, -0.1, float("nan"), float("inf"), "0.1", True])
@@ -93,6 +109,14 @@ def test_normalised_score_is_one_half_at_the_threshold():
 
 
 # ---------------------------------------------------------------------------- the record
+def _between_kept_and_flagged(scores, fpr):
+    """The fpr rule restated from the largest score down: k = floor(fpr n) flagged, halfway to the next."""
+    desc = sorted((float(x) for x in scores), reverse=True)
+    k = int(np.floor(fpr * len(desc) + 1e-9))
+    assert k >= 1, "restated only for rates that allow a flagged normal"
+    return (desc[k - 1] + desc[k]) / 2
+
+
 def _normals(seed=0):
     rng = np.random.default_rng(seed)
     return rng.gamma(2.0, 1.0, 200), rng.gamma(2.0, 0.5, (10, 16, 16))
@@ -101,7 +125,8 @@ def _normals(seed=0):
 def test_calibrate_and_re_set_agree():
     scores, maps = _normals()
     th = calibrate(scores, maps, fpr=0.01, source="200 normals")
-    assert th.image == pytest.approx(np.quantile(scores, 0.99))
+    assert th.image == pytest.approx(_between_kept_and_flagged(scores, 0.01))  # 2 of 200 flagged
+    assert np.sum(scores >= th.image) == 2
     assert th.pixel == pytest.approx(np.quantile(maps, 0.99))
     assert th.stats["n_normals"] == 200 and th.stats["n_normal_pixels"] == maps.size
     again = th.with_fpr(0.05)
@@ -196,7 +221,7 @@ def test_threshold_command_re_sets_without_retraining(fitted, tmp_path, capsys):
     assert main(["threshold", "--model", str(path), "--fpr", "0.5", "--out", str(out), "--device", "cpu"]) == 0
     assert path.read_bytes() == before  # the original is untouched
     new = load_model(out, device="cpu")
-    assert new.thresholds_.image == pytest.approx(np.quantile(model.thresholds_.normal_scores, 0.5))
+    assert new.thresholds_.image == pytest.approx(_between_kept_and_flagged(model.thresholds_.normal_scores, 0.5))
     assert new.fpr == 0.5 and new.thresholds_.fpr == 0.5
     assert torch.equal(new.memory_bank_, model.memory_bank_)
     assert "after:" in capsys.readouterr().out
