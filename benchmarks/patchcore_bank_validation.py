@@ -34,6 +34,8 @@ VARIANTS = {
     "cap 16384, pool 2x": {"max_bank_size": 16384, "candidate_factor": 2.0},
     "cap 16384, pool 4x": {"max_bank_size": 16384, "candidate_factor": 4.0},
     "cap 32768, pool 2x": {"max_bank_size": 32768, "candidate_factor": 2.0},
+    "cap 4096, pool 2x": {"max_bank_size": 4096, "candidate_factor": 2.0},
+    "cap 2048, pool 2x": {"max_bank_size": 2048, "candidate_factor": 2.0},
 }
 
 
