@@ -25,6 +25,7 @@ import torch
 
 from ..features import upsample_maps
 from ..models.base import AnomalyModel, floor_outside, patch_centres
+from .rewrites import graph_form
 
 
 class TiledModelError(ValueError):
@@ -49,9 +50,10 @@ class ScoringGraph(torch.nn.Module):
     def __init__(self, model: AnomalyModel):
         super().__init__()
         check_exportable(model)
-        self.model = model
+        # the networks in their export forms (copies; ``model`` itself is left as it is)
+        self.model, self.rewritten = graph_form(model)
         self.keep = model.preprocess.resize == "keep"
-        for module in _modules_of(model):
+        for module in _modules_of(self.model):
             module.eval()
 
     def _square(self, image: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
