@@ -25,6 +25,7 @@ import torch
 
 from ..features import upsample_maps
 from ..models.base import AnomalyModel, floor_outside, patch_centres
+from .rewrites import graph_form
 
 #: patches per image whose bank distances one product computes (see PatchCoreGraph)
 SEARCH_CHUNK = 16
@@ -52,9 +53,10 @@ class ScoringGraph(torch.nn.Module):
     def __init__(self, model: AnomalyModel):
         super().__init__()
         check_exportable(model)
-        self.model = model
+        # the networks in their export forms (copies; ``model`` itself is left as it is)
+        self.model, self.rewritten = graph_form(model)
         self.keep = model.preprocess.resize == "keep"
-        for module in _modules_of(model):
+        for module in _modules_of(self.model):
             module.eval()
 
     def _square(self, image: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
