@@ -309,7 +309,9 @@ class Thresholds:
             how = f"flags at most a fraction {self.fpr:g}{pixel_fpr} of {self.source or 'held-out normals'}"
             n = self.stats.get("n_normals")
             if n and self.fpr is not None and n * self.fpr < 1:
-                how += f"; with {n} normals that is none of them, and new normals are flagged at about {1 / (n + 1):.1%}"
+                how += (
+                    f"; with {n} normals that is none of them, and new normals are flagged at about {1 / (n + 1):.1%}"
+                )
         elif self.rule == "f1":
             how = f"F1-max on {self.source}"
         else:
