@@ -54,7 +54,7 @@ class ScoringGraph(torch.nn.Module):
         super().__init__()
         check_exportable(model)
         # the networks in their export forms (copies; ``model`` itself is left as it is)
-        self.model, self.rewritten = graph_form(model)
+        self.model = graph_form(model)
         self.keep = model.preprocess.resize == "keep"
         for module in _modules_of(self.model):
             module.eval()

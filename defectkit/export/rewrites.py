@@ -24,11 +24,10 @@ Rewrites = Dict[Type[nn.Module], Type[nn.Module]]
 
 
 def _method_rewrites() -> Dict[str, Callable[[], Rewrites]]:
-    from ..models.mlff.export_forms import rewrites as mlff
+    """Methods with export forms (``models/<method>/export_forms.py``); the others have none."""
     from ..models.prn.export_forms import rewrites as prn
-    from ..models.realnet.export_forms import rewrites as realnet
 
-    return {"prn": prn, "mlff": mlff, "realnet": realnet}
+    return {"prn": prn}
 
 
 def rewrites_for(method: str) -> Rewrites:
@@ -50,18 +49,18 @@ def rewrite_modules(root: nn.Module, rewrites: Rewrites) -> List[str]:
 
 
 def graph_form(model):
-    """A shallow copy of ``model`` whose torch modules are rewritten deep copies -> (copy, swapped names).
+    """A shallow copy of ``model`` whose torch modules are rewritten deep copies (``model`` when
+    its method has no rewrites).
 
     Only attributes that hold ``nn.Module`` s (the method's networks) are copied; tensors
     and settings are shared with ``model``, which stays as it was."""
     rewrites = rewrites_for(model.method)
     if not rewrites:
-        return model, []
+        return model
     form = copy.copy(model)
-    swapped: List[str] = []
     for key, value in vars(model).items():
         if isinstance(value, nn.Module) and key != "backbone_":
             clone = copy.deepcopy(value)
-            swapped += [f"{key}.{n}" for n in rewrite_modules(clone, rewrites)]
+            rewrite_modules(clone, rewrites)
             setattr(form, key, clone)
-    return form, swapped
+    return form

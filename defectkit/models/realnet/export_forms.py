@@ -1,7 +1,0 @@
-"""realnet's export forms (``defectkit.export.rewrites``): none yet."""
-
-from __future__ import annotations
-
-
-def rewrites():
-    return {}
