@@ -248,19 +248,37 @@ class SimpleNet(AnomalyModel):
 
     # ---- training ------------------------------------------------------------------------
     def _validation_set(self, val_paths: List[Path], extractor) -> Dict[str, Any]:
-        """Held-out normals and synthetic anomalies made from them: features, labels, masks."""
-        normal_feats = self.patch_features(extractor(val_paths, desc="validation features"))
+        """Held-out normals and synthetic anomalies made from them: features, labels, masks.
+
+        The features of all of them are written into one preallocated tensor (normals chunk
+        by chunk, anomalies batch by batch) and the images are dropped as soon as the
+        anomalies are made, so the set costs its features once, not also a concatenated
+        copy of them, while the training vectors are not yet allocated (``_fit`` builds
+        this first)."""
         images, _, _ = load_images(val_paths, self.preprocess, on_error="raise")
         anomalies, anomaly_masks, self.fit_info_["val_synthesis"] = self._validation_anomalies(images)
-        anomaly_feats = []
+        del images
+        n_normal, n_total = len(val_paths), len(val_paths) + len(anomalies)
+        feats: Optional[torch.Tensor] = None
+
+        def write(row: int, part: torch.Tensor) -> None:
+            nonlocal feats
+            if feats is None:
+                feats = torch.empty((n_total,) + tuple(part.shape[1:]), dtype=part.dtype)
+            feats[row : row + len(part)] = part
+
+        for indices, stage in extractor.stream(val_paths, STREAM_IMAGES, desc="validation features"):
+            write(indices[0], self.patch_features(stage))
         for start in range(0, len(anomalies), self.batch_size):
             stage = extractor.run_backbone(anomalies[start : start + self.batch_size])
-            anomaly_feats.append(self.patch_features({s: f.cpu() for s, f in stage.items()}))
+            write(n_normal + start, self.patch_features({s: f.cpu() for s, f in stage.items()}))
+        del anomalies
+        assert feats is not None
         s = self.preprocess.output_size
-        masks = torch.cat([torch.zeros(len(normal_feats), s, s, dtype=torch.bool), anomaly_masks])
+        masks = torch.cat([torch.zeros(n_normal, s, s, dtype=torch.bool), anomaly_masks])
         return {
-            "feats": torch.cat([normal_feats] + anomaly_feats).to(self.device_),
-            "labels": np.r_[np.zeros(len(normal_feats), int), np.ones(len(anomalies), int)],
+            "feats": feats.to(self.device_),
+            "labels": np.r_[np.zeros(n_normal, int), np.ones(n_total - n_normal, int)],
             "masks": masks.numpy(),
         }
 
@@ -296,8 +314,9 @@ class SimpleNet(AnomalyModel):
         t0 = time.perf_counter()
         train_idx, val_idx = self._hold_out(paths, self.val_fraction)
         extractor = self.feature_extractor(self.strides)
-        vectors = self.feature_vectors(extractor, [paths[i] for i in train_idx])
+        # validation first: its transient images are gone before the training vectors exist
         val = self._validation_set([paths[i] for i in val_idx], extractor) if val_idx is not None else None
+        vectors = self.feature_vectors(extractor, [paths[i] for i in train_idx])
         self.fit_info_.update(
             feature_seconds=time.perf_counter() - t0,
             train_images=int(len(train_idx)),
