@@ -36,6 +36,11 @@ VARIANTS = {
     "cap 32768, pool 2x": {"max_bank_size": 32768, "candidate_factor": 2.0},
     "cap 4096, pool 2x": {"max_bank_size": 4096, "candidate_factor": 2.0},
     "cap 2048, pool 2x": {"max_bank_size": 2048, "candidate_factor": 2.0},
+    # the official code's adaptive pooling of each neighbourhood to a target width, narrower
+    # than the 152-wide mean: the exported search costs in proportion to the width
+    "adaptive 32 per stage": {"aggregation": "adaptive", "embed_dim": 32},
+    "adaptive 24 per stage": {"aggregation": "adaptive", "embed_dim": 24},
+    "adaptive 48 per stage": {"aggregation": "adaptive", "embed_dim": 48},
 }
 
 
