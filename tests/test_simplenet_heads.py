@@ -1,4 +1,4 @@
-"""SimpleNet's discriminator options: deeper MLP (``disc_layers``) and the 3x3 conv head."""
+"""SimpleNet's discriminator options: deeper MLP (``disc_layers``) and the 3x3 conv head (fit, files, export)."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ import pytest
 import torch
 
 from defectkit.data import MVTecCategory, make_demo_dataset
+from defectkit.export import onnx_export
 from defectkit.models import load_model
 from defectkit.models.simplenet.conv_head import ConvDiscriminator, ConvHead, adapt_maps
 from defectkit.models.simplenet.model import SimpleNet
@@ -87,3 +88,11 @@ def test_fit_save_load(tmp_path, params):
     assert np.array_equal(scores, b) and np.array_equal(maps, mb)
     again = SimpleNet(seed=0, **kwargs, **params).fit(data, progress=False)
     assert np.array_equal(again.predict(data.test)[0], scores)
+
+
+@pytest.mark.slow
+def test_conv_head_exports(tmp_path):
+    data = MVTecCategory(make_demo_dataset(tmp_path / "data", n_train=8, n_test_good=2, n_test_defect=3, size=64))
+    model = SimpleNet(head="conv", image_size=64, device="cpu", use_cache=False, epochs=2, feature_batch_size=128)
+    model.fit(data, progress=False)
+    assert onnx_export.export_model(model, tmp_path / "m.onnx").parity.holds

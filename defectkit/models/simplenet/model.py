@@ -96,7 +96,9 @@ class SimpleNet(AnomalyModel):
       layer at inference;
       ``th_pos`` 0.5 / ``th_neg`` -0.5: truncation margins of the loss;
       ``disc_hidden`` None (= feature dim C), ``disc_layers`` 1 (hidden blocks; the official
-      ``dsc_layers`` 2) and ``leaky_slope`` 0.2: the discriminator;
+      ``dsc_layers`` 2) and ``leaky_slope`` 0.2: the discriminator; ``head`` "mlp" (the paper's
+      per-location MLP) or "conv" (ours: a 3x3 convolution over the adapted map as the first
+      layer, trained on batches of whole maps; ``models.simplenet.conv_head``);
       ``adaptor_lr`` 1e-4, ``disc_lr`` 2e-4, ``weight_decay`` 1e-5: Adam;
       ``epochs`` 160: the most epochs trained (the paper's count);
       ``feature_batch_size`` 4096: feature vectors per step (the paper's 4 images of a
