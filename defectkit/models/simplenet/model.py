@@ -34,9 +34,19 @@ from ..components.bounds import check_bounds, check_patch_size
 from ..components.training import check_loop_params, train_epochs
 from ..components.validation import subsample, validation_scores
 from ..registry import register_method
-from .networks import Adaptor, Discriminator, FusedHead, add_gaussian_noise, init_weights, truncated_l1_loss
+from .conv_head import ConvDiscriminator, ConvHead, adapt_maps
+from .networks import (
+    Adaptor,
+    Discriminator,
+    FusedHead,
+    add_gaussian_noise,
+    hidden_layers,
+    init_weights,
+    truncated_l1_loss,
+)
 
 IMAGE_SCORES = ("map_max", "patch_max")
+HEADS = ("mlp", "conv")
 FEATURE_NORMS = ("per_dim", "global")
 _UPSAMPLER = SeparableUpsampler()  # upsample_maps as matrix products (shared cache of operators)
 
@@ -85,7 +95,10 @@ class SimpleNet(AnomalyModel):
       split (docs/methods/simplenet.md); the centring and the factor fold into the first
       layer at inference;
       ``th_pos`` 0.5 / ``th_neg`` -0.5: truncation margins of the loss;
-      ``disc_hidden`` None (= feature dim C) and ``leaky_slope`` 0.2: the discriminator;
+      ``disc_hidden`` None (= feature dim C), ``disc_layers`` 1 (hidden blocks; the official
+      ``dsc_layers`` 2) and ``leaky_slope`` 0.2: the discriminator; ``head`` "mlp" (the paper's
+      per-location MLP) or "conv" (ours: a 3x3 convolution over the adapted map as the first
+      layer, trained on batches of whole maps; ``models.simplenet.conv_head``);
       ``adaptor_lr`` 1e-4, ``disc_lr`` 2e-4, ``weight_decay`` 1e-5: Adam;
       ``epochs`` 160: the most epochs trained (the paper's count);
       ``feature_batch_size`` 4096: feature vectors per step (the paper's 4 images of a
@@ -119,6 +132,8 @@ class SimpleNet(AnomalyModel):
         th_pos: float = 0.5,
         th_neg: float = -0.5,
         disc_hidden: Optional[int] = None,
+        disc_layers: int = 1,
+        head: str = "mlp",
         leaky_slope: float = 0.2,
         adaptor_lr: float = 1e-4,
         disc_lr: float = 2e-4,
@@ -146,6 +161,8 @@ class SimpleNet(AnomalyModel):
         self.th_pos = th_pos
         self.th_neg = th_neg
         self.disc_hidden = disc_hidden
+        self.disc_layers = disc_layers
+        self.head = head
         self.leaky_slope = leaky_slope
         self.adaptor_lr = adaptor_lr
         self.disc_lr = disc_lr
@@ -164,6 +181,10 @@ class SimpleNet(AnomalyModel):
         super().check_params()
         if self.feature_norm not in FEATURE_NORMS:
             raise ValueError(f"feature_norm must be one of {FEATURE_NORMS}, got {self.feature_norm!r}")
+        if self.head not in HEADS:
+            raise ValueError(f"head must be one of {HEADS}, got {self.head!r}")
+        if self.head == "conv" and self.disc_layers != 1:
+            raise ValueError("head='conv' has one hidden layer; disc_layers must be 1")
         if self.image_score not in IMAGE_SCORES:
             raise ValueError(f"image_score must be one of {IMAGE_SCORES}, got {self.image_score!r}")
         check_loop_params(self)
@@ -176,6 +197,7 @@ class SimpleNet(AnomalyModel):
             feature_std="> 0",
             noise_std="> 0",
             disc_hidden=">= 1",
+            disc_layers=">= 1",
             leaky_slope=">= 0",
             adaptor_lr="> 0",
             disc_lr="> 0",
@@ -200,7 +222,10 @@ class SimpleNet(AnomalyModel):
     def _build(self, dim: int, generator: Optional[torch.Generator] = None) -> None:
         hidden = self.disc_hidden or dim
         self.adaptor_ = Adaptor(dim)
-        self.discriminator_ = Discriminator(dim, hidden, self.leaky_slope)
+        if self.head == "conv":
+            self.discriminator_: Any = ConvDiscriminator(dim, hidden, self.leaky_slope)
+        else:
+            self.discriminator_ = Discriminator(dim, hidden, self.leaky_slope, self.disc_layers)
         if generator is not None:
             init_weights(self.adaptor_, generator)
             init_weights(self.discriminator_, generator)
@@ -209,7 +234,7 @@ class SimpleNet(AnomalyModel):
         self.__dict__.pop("_head", None)
 
     # ---- scoring -------------------------------------------------------------------------
-    def _score_features(self, feats: torch.Tensor, head: FusedHead, valid=None) -> Tuple[torch.Tensor, torch.Tensor]:
+    def _score_features(self, feats: torch.Tensor, head: Any, valid=None) -> Tuple[torch.Tensor, torch.Tensor]:
         """N x C x h x w local features -> (N image scores, N x 1 x S x S smoothed maps).
         With ``valid`` (N x S x S bool) the image score is taken over real pixels only."""
         patch = head(feats)
@@ -225,11 +250,14 @@ class SimpleNet(AnomalyModel):
             scores = maps.flatten(1).amax(dim=1)
         return scores, maps
 
-    def _fused_head(self) -> FusedHead:
+    def _fused_head(self) -> Any:
+        if self.head == "conv":
+            disc = copy.deepcopy(self.discriminator_)
+            return ConvHead(self.adaptor_, disc, self.feature_mean_, self.feature_scale_).to(self.device_)
         return FusedHead(self.adaptor_, self.discriminator_, self.feature_mean_, self.feature_scale_).to(self.device_)
 
     @property
-    def head_(self) -> FusedHead:
+    def head_(self) -> Any:
         """Adaptor, discriminator and standardisation folded into one head (built on first use)."""
         head = self.__dict__.get("_head")
         if head is None:
@@ -356,13 +384,20 @@ class SimpleNet(AnomalyModel):
         """
         dim = feats.shape[1]
         # a copy: train_on_vectors standardises its input in place
-        return self.train_on_vectors(feats.permute(0, 2, 3, 1).reshape(-1, dim).clone(), val, progress)
+        vectors = feats.permute(0, 2, 3, 1).reshape(-1, dim).clone()
+        return self.train_on_vectors(vectors, val, progress, grid=(feats.shape[2], feats.shape[3]))
 
     def train_on_vectors(
-        self, vectors: torch.Tensor, val: Optional[Dict[str, Any]] = None, progress: bool = False
+        self,
+        vectors: torch.Tensor,
+        val: Optional[Dict[str, Any]] = None,
+        progress: bool = False,
+        grid: Optional[Tuple[int, int]] = None,
     ) -> "SimpleNet":
-        """:meth:`train_on_features` on the vectors (N*h*w x C) themselves, which are standardised
-        in place (``fit`` passes the tensor it filled; no copy is made on the CPU)."""
+        """:meth:`train_on_features` on the vectors (N*h*w x C, image-major) themselves, which are
+        standardised in place (``fit`` passes the tensor it filled; no copy is made on the CPU).
+        ``grid`` (h, w) is only used by ``head="conv"``; None: the stride-``min(strides)`` grid of
+        the input size."""
         info = self._fit_info()
         dim = vectors.shape[1]
         if self.feature_std is not None:
@@ -386,18 +421,30 @@ class SimpleNet(AnomalyModel):
         self.discriminator_.train()
 
         n_vec = vectors.shape[0]
-        bs = min(self.feature_batch_size, n_vec)
-        steps = max(1, n_vec // bs)  # the shuffled remainder (< one batch) is dropped each epoch
+        if self.head == "conv":  # batches of whole maps: the convolution needs real neighbourhoods
+            maps = self._as_maps(vectors, grid)
+            items, per_item = len(maps), maps.shape[1] * maps.shape[2]
+        else:
+            items, per_item = n_vec, 1
+        bs = min(max(1, self.feature_batch_size // per_item), items)
+        steps = max(1, items // bs)  # the shuffled remainder (< one batch) is dropped each epoch
+
+        def discriminate(batch: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
+            """D on the adapted batch and on its noised copy, in one pass (one set of BN statistics)."""
+            if self.head == "conv":
+                q = adapt_maps(self.adaptor_, maps[batch])
+            else:
+                q = self.adaptor_(vectors[batch])
+            q_fake = add_gaussian_noise(q, self.noise_std, gen)
+            d = self.discriminator_(torch.cat([q, q_fake]))
+            return d[: len(q)], d[len(q) :]
 
         def run_epoch(epoch: int) -> Dict[str, float]:
-            perm = torch.randperm(n_vec, generator=gen, device=device)
+            perm = torch.randperm(items, generator=gen, device=device)
             total = torch.zeros((), device=device)
             for step in range(steps):
-                o = vectors[perm[step * bs : (step + 1) * bs]]
-                q = self.adaptor_(o)
-                q_fake = add_gaussian_noise(q, self.noise_std, gen)
-                d = self.discriminator_(torch.cat([q, q_fake]))
-                loss = truncated_l1_loss(d[: len(q)], d[len(q) :], self.th_pos, self.th_neg)
+                d_normal, d_fake = discriminate(perm[step * bs : (step + 1) * bs])
+                loss = truncated_l1_loss(d_normal, d_fake, self.th_pos, self.th_neg)
                 adaptor_opt.zero_grad(set_to_none=True)
                 disc_opt.zero_grad(set_to_none=True)
                 loss.backward()
@@ -430,6 +477,16 @@ class SimpleNet(AnomalyModel):
         )
         return self
 
+    def _as_maps(self, vectors: torch.Tensor, grid: Optional[Tuple[int, int]]) -> torch.Tensor:
+        """Image-major N*h*w x C vectors as an N x h x w x C view (no copy)."""
+        if grid is None:
+            side = -(-self.preprocess.output_size // min(self.strides))
+            grid = (side, side)
+        h, w = grid
+        if vectors.shape[0] % (h * w):
+            raise ValueError(f"{vectors.shape[0]} vectors are not whole {h} x {w} maps; pass grid=")
+        return vectors.view(-1, h, w, vectors.shape[1])
+
     # ---- state ---------------------------------------------------------------------------
     def _module_state(self) -> Dict[str, Any]:
         return {
@@ -450,11 +507,16 @@ class SimpleNet(AnomalyModel):
         return state
 
     def _set_state(self, state: Dict[str, Any]) -> None:
-        weight = state["discriminator"]["fc1.weight"]
-        hidden, dim = weight.shape
+        disc_state = state["discriminator"]
         device = self.device_
+        if "conv1.weight" in disc_state:
+            hidden, dim = disc_state["conv1.weight"].shape[:2]
+            self.discriminator_ = ConvDiscriminator(dim, hidden, self.leaky_slope).to(device)
+        else:
+            hidden, dim = disc_state["fc1.weight"].shape
+            layers = hidden_layers(disc_state)
+            self.discriminator_ = Discriminator(dim, hidden, self.leaky_slope, layers).to(device)
         self.adaptor_ = Adaptor(dim).to(device)
-        self.discriminator_ = Discriminator(dim, hidden, self.leaky_slope).to(device)
         self.feature_mean_ = state.get("feature_mean")
         self.feature_scale_ = state.get("feature_scale")
         self._load_module_state(state)

@@ -29,27 +29,50 @@ class Adaptor(nn.Module):
 
 
 class Discriminator(nn.Module):
-    """D: Linear(C, H) -> BatchNorm1d(H) -> LeakyReLU(slope) -> Linear(H, 1).
+    """D: Linear(C, H) -> BatchNorm1d(H) -> LeakyReLU(slope) [-> ``layers - 1`` more such
+    H -> H blocks] -> Linear(H, 1).
 
-    As in the official code the output layer has no bias (the first layer's bias is
-    followed by batch normalisation, whose shift plays that role).
+    ``layers`` is the number of hidden blocks (the official code's ``dsc_layers`` minus one:
+    its default 2 is one hidden block, as here). As in the official code the output layer
+    has no bias (the first layer's bias is followed by batch normalisation, whose shift
+    plays that role). With one block the state keys are ``fc1``, ``bn``, ``fc2`` as in
+    model files saved before ``layers`` existed.
     """
 
-    def __init__(self, dim: int, hidden: int, slope: float = 0.2):
+    def __init__(self, dim: int, hidden: int, slope: float = 0.2, layers: int = 1):
         super().__init__()
         self.fc1 = nn.Linear(dim, hidden)
         self.bn = nn.BatchNorm1d(hidden)
         self.slope = slope
+        self.extra = nn.ModuleList(
+            nn.Sequential(nn.Linear(hidden, hidden), nn.BatchNorm1d(hidden)) for _ in range(layers - 1)
+        )
         self.fc2 = nn.Linear(hidden, 1, bias=False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.fc2(F.leaky_relu(self.bn(self.fc1(x)), self.slope))[:, 0]
+        x = F.leaky_relu(self.bn(self.fc1(x)), self.slope)
+        for block in self.extra:
+            x = F.leaky_relu(block(x), self.slope)
+        return self.fc2(x)[:, 0]
+
+
+def hidden_layers(disc_state: dict) -> int:
+    """Number of hidden blocks of a saved discriminator state dict."""
+    return 1 + len({k.split(".")[1] for k in disc_state if k.startswith("extra.")})
+
+
+def _fold_bn(linear: nn.Linear, bn: nn.BatchNorm1d) -> "tuple[torch.Tensor, torch.Tensor]":
+    """Eval-mode ``bn(linear(x))`` as one (weight, bias), in float64."""
+    scale = bn.weight.double() / torch.sqrt(bn.running_var.double() + bn.eps)
+    weight = scale[:, None] * linear.weight.double()
+    bias = scale * (linear.bias.double() - bn.running_mean.double()) + bn.bias.double()
+    return weight, bias
 
 
 def init_weights(module: nn.Module, generator: torch.Generator) -> None:
-    """The official code's ``init_weight``: Xavier-normal linear weights, BN weight ~ N(1, 0.02).
+    """The official code's ``init_weight``: Xavier-normal linear and conv weights, BN weight ~ N(1, 0.02).
 
-    Linear biases keep PyTorch's default uniform init, drawn from ``generator`` too.
+    Linear and conv biases keep PyTorch's default uniform init, drawn from ``generator`` too.
     """
     for m in module.modules():
         if isinstance(m, nn.Linear):
@@ -57,7 +80,12 @@ def init_weights(module: nn.Module, generator: torch.Generator) -> None:
             if m.bias is not None:
                 bound = 1.0 / math.sqrt(m.in_features)
                 nn.init.uniform_(m.bias, -bound, bound, generator=generator)
-        elif isinstance(m, nn.BatchNorm1d):
+        elif isinstance(m, nn.Conv2d):
+            nn.init.xavier_normal_(m.weight, generator=generator)
+            if m.bias is not None:
+                bound = 1.0 / math.sqrt(m.in_channels * m.kernel_size[0] * m.kernel_size[1])
+                nn.init.uniform_(m.bias, -bound, bound, generator=generator)
+        elif isinstance(m, (nn.BatchNorm1d, nn.BatchNorm2d)):
             nn.init.normal_(m.weight, 1.0, 0.02, generator=generator)
             nn.init.zeros_(m.bias)
 
@@ -86,11 +114,13 @@ class FusedHead:
                 bias = bias - weight @ feature_mean.double()
             self.weight = (scale.double()[:, None] * weight).float()
             self.bias = (scale.double() * (bias - bn.running_mean.double()) + bn.bias.double()).float()
+            self.extra = [tuple(t.float() for t in _fold_bn(b[0], b[1])) for b in disc.extra]
             self.out = (-disc.fc2.weight[0]).detach().clone()  # minus: anomaly score = -D
             self.slope = disc.slope
 
     def to(self, device: torch.device) -> "FusedHead":
         self.weight, self.bias, self.out = self.weight.to(device), self.bias.to(device), self.out.to(device)
+        self.extra = [(w.to(device), b.to(device)) for w, b in self.extra]
         return self
 
     def __call__(self, feats: torch.Tensor) -> torch.Tensor:
@@ -99,6 +129,8 @@ class FusedHead:
         # channels-first products: no transpose of the N x C x h x w features is needed
         x = torch.baddbmm(self.bias[None, :, None], self.weight.expand(n, -1, -1), feats.reshape(n, c, h * w))
         x = F.leaky_relu(x, self.slope)
+        for weight, bias in self.extra:
+            x = F.leaky_relu(torch.baddbmm(bias[None, :, None], weight.expand(n, -1, -1), x), self.slope)
         return torch.matmul(self.out, x).reshape(n, 1, h, w)
 
 
