@@ -50,3 +50,63 @@ def test_rewritten_prn_network_scores_like_the_original():
 
 def test_methods_without_rewrites_are_left_as_they_are():
     assert rewrites_for("patchcore") == {} and rewrites_for("simplenet") == {}
+
+
+def _mlff_net(**kw):
+    from defectkit.models.mlff.net import MLFFNet
+
+    torch.manual_seed(0)
+    return _randomised(MLFFNet(12, 10, width=8, feature_dim=4, tem_levels=5, ptfem_levels=4, **kw))
+
+
+def test_rewritten_mlff_network_scores_like_the_original():
+    from defectkit.models.mlff.export_forms import FastMLFFNet, FastPTFEM, FastTEM
+
+    net = _mlff_net()
+    low, high = torch.randn(2, 12, 16, 16), torch.randn(2, 10, 4, 4)
+    with torch.no_grad():
+        want = net(low, high)
+        rewritten = copy.deepcopy(net)
+        swapped = rewrite_modules(rewritten, rewrites_for("mlff"))
+        got = rewritten(low, high)
+    assert sorted(swapped) == ["MLFFNet", "ptfem", "tem"]
+    assert [type(m) for m in (rewritten, rewritten.tem, rewritten.ptfem)] == [FastMLFFNet, FastTEM, FastPTFEM]
+    assert all(type(m) not in (FastMLFFNet, FastTEM, FastPTFEM) for m in net.modules())
+    for g, w in zip(got, want):
+        assert g.shape == w.shape and torch.allclose(g, w, atol=1e-5, rtol=1e-5)
+
+
+def test_mlff_texture_forms_match_on_grids_the_pyramid_must_resize():
+    """Sides that the pyramid's regions do not divide (PTFEM resizes those levels)."""
+    net = _mlff_net()
+    rewritten = copy.deepcopy(net)
+    rewrite_modules(rewritten, rewrites_for("mlff"))
+    x = torch.randn(2, 8, 10, 14)
+    with torch.no_grad():
+        assert torch.allclose(rewritten.ptfem(x), net.ptfem(x), atol=1e-5, rtol=1e-5)
+        assert torch.allclose(rewritten.tem(x), net.tem(x), atol=1e-5, rtol=1e-5)
+
+
+def test_mlff_forms_without_branches_match():
+    """The ablation switches (no texture branch, no self-calibration) keep the fusion rewrite exact."""
+    for kw in ({"texture": False}, {"scconv": False}, {"texture": False, "scconv": False}):
+        net = _mlff_net(**kw)
+        rewritten = copy.deepcopy(net)
+        rewrite_modules(rewritten, rewrites_for("mlff"))
+        low, high = torch.randn(2, 12, 16, 16), torch.randn(2, 10, 8, 8)
+        with torch.no_grad():
+            for g, w in zip(rewritten(low, high), net(low, high)):
+                assert torch.allclose(g, w, atol=1e-5, rtol=1e-5)
+
+
+def test_conv_of_upsampled_equals_conv_after_upsampling():
+    import torch.nn.functional as F
+
+    from defectkit.models.mlff.export_forms import conv3x3_of_upsampled, shifted_upsamplers
+
+    torch.manual_seed(0)
+    coarse, weight = torch.randn(2, 3, 5, 7), torch.randn(4, 3, 3, 3)
+    size = (20, 21)
+    want = F.conv2d(F.interpolate(coarse, size=size, mode="bilinear", align_corners=False), weight, padding=1)
+    ops = (shifted_upsamplers(5, 20, coarse), shifted_upsamplers(7, 21, coarse).t())
+    assert torch.allclose(conv3x3_of_upsampled(coarse, weight, size, ops), want, atol=1e-5, rtol=1e-5)

@@ -25,9 +25,10 @@ Rewrites = Dict[Type[nn.Module], Type[nn.Module]]
 
 def _method_rewrites() -> Dict[str, Callable[[], Rewrites]]:
     """Methods with export forms (``models/<method>/export_forms.py``); the others have none."""
+    from ..models.mlff.export_forms import rewrites as mlff
     from ..models.prn.export_forms import rewrites as prn
 
-    return {"prn": prn}
+    return {"prn": prn, "mlff": mlff}
 
 
 def rewrites_for(method: str) -> Rewrites:

@@ -39,15 +39,27 @@ def quantise(x: torch.Tensor, n_levels: int, eps: float = 1e-6) -> Quantised:
     flat = x.reshape(b, c, h * w)
     mean = flat.mean(dim=2)  # B x C
     sim = F.cosine_similarity(flat, mean[:, :, None], dim=1, eps=eps)  # B x HW
+    enc, levels = soft_levels(sim, n_levels, eps)
+    return Quantised(enc, levels, sim, mean)
+
+
+def soft_levels(sim: torch.Tensor, n_levels: int, eps: float = 1e-6) -> tuple:
+    """B x P similarities -> (encoding B x N x P, level centres B x N): each row's similarities
+    soft-assigned to ``n_levels`` levels spread evenly over its [min, max]."""
     smin, smax = sim.min(dim=1, keepdim=True).values, sim.max(dim=1, keepdim=True).values
     step = ((smax - smin) / n_levels).clamp_min(eps)  # B x 1
-    idx = torch.arange(n_levels, device=x.device, dtype=x.dtype)
+    idx = torch.arange(n_levels, device=sim.device, dtype=sim.dtype)
     levels = smin + (idx[None, :] + 0.5) * step  # B x N, the bin centres
     # position in units of the level spacing, clamped to [first centre, last centre]; computed
     # relative to min S so a (near-)constant map puts all its mass in level 1 without rounding
     pos = ((sim - smin) / step - 0.5).clamp(0.0, n_levels - 1.0)
     enc = (1.0 - (pos[:, None, :] - idx[None, :, None]).abs()).clamp_min(0.0)
-    return Quantised(enc, levels, sim, mean)
+    return enc, levels
+
+
+def cooccurrence(enc: torch.Tensor) -> torch.Tensor:
+    """B x N x H x W level weights -> B x N x N counts of (left pixel level, right neighbour level)."""
+    return torch.einsum("bihw,bjhw->bij", enc[..., :-1], enc[..., 1:])
 
 
 def qco_1d(x: torch.Tensor, n_levels: int) -> tuple:
@@ -64,6 +76,4 @@ def qco_2d(x: torch.Tensor, n_levels: int) -> tuple:
     """
     b, _, h, w = x.shape
     q = quantise(x, n_levels)
-    enc = q.encoding.reshape(b, n_levels, h, w)
-    counts = torch.einsum("bihw,bjhw->bij", enc[..., :-1], enc[..., 1:])
-    return counts, q
+    return cooccurrence(q.encoding.reshape(b, n_levels, h, w)), q
