@@ -4,6 +4,17 @@ tests that need it (it sits beside the repository, not in it: ../shared/data).""
 from pathlib import Path
 
 import pytest
+import torch
+
+
+@pytest.fixture(scope="module")
+def one_torch_thread():
+    """Tiny tensors: one torch thread avoids oversubscription on a shared machine. A module
+    uses it with ``pytestmark = pytest.mark.usefixtures("one_torch_thread")``."""
+    old = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(old)
 
 
 def shared_data_dir() -> Path:

@@ -30,13 +30,7 @@ from defectkit.models.mlff.scconv import SelfCalibratedConv
 from defectkit.models.mlff.texture import PTFEM, TEM, split_regions
 from defectkit.utils.model_file import read_model_file, write_model_file
 
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 # ---------------------------------------------------------------------------- QCO

@@ -25,13 +25,7 @@ from defectkit.models.prn.model import PRN
 from defectkit.models.prn.prototypes import fit_prototypes, kmeans_maps, n_prototypes, nearest_residuals
 from defectkit.models.registry import available_methods
 
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 # ---------------------------------------------------------------------------- prototypes

@@ -23,14 +23,7 @@ from defectkit.models.simplenet.networks import (
 from defectkit.synth.validation import builtin_anomalies as synthetic_validation_anomalies
 from defectkit.utils.model_file import read_model_file, write_model_file
 
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny tensors: one thread avoids oversubscription when the machine is shared."""
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 # ---------------------------------------------------------------------------- the loss

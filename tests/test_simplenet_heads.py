@@ -13,13 +13,7 @@ from defectkit.models.simplenet.conv_head import ConvDiscriminator, ConvHead, ad
 from defectkit.models.simplenet.model import SimpleNet
 from defectkit.models.simplenet.networks import Adaptor, Discriminator, FusedHead, hidden_layers, init_weights
 
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _trained_bn(disc, inputs):
