@@ -538,3 +538,16 @@ def test_sdas_bottle_strength_moves_samples_away_from_training_set():
     train = np.stack([load_image(p, model.image_size) for p in find_images(BOTTLE / "train" / "good")])
     res = compare_strengths(model, train, n=4, strengths=(0.0, 0.2), seed=0, steps=20)
     assert res[0.2]["distance_mean"] > res[0.0]["distance_mean"]
+
+
+def test_synthesise_as_uint8_is_the_float_result_exactly():
+    from defectkit.synth.batch import synthesise
+    from defectkit.synth.generators import CutPaste
+
+    images = torch.rand(3, 3, 48, 48)
+    floats, masks = synthesise(images, [0, 2, 1, 2], CutPaste(), seed=5)
+    small, small_masks = synthesise(images, [0, 2, 1, 2], CutPaste(), seed=5, as_uint8=True)
+    assert small.dtype == torch.uint8 and small.shape == floats.shape
+    assert torch.equal(small.float() / 255.0, floats)
+    assert torch.equal(small_masks, masks)
+    assert synthesise(images, [], CutPaste(), seed=5, as_uint8=True)[0].dtype == torch.uint8

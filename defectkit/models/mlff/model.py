@@ -260,14 +260,18 @@ class MLFF(AnomalyModel):
 
     # ---- data ----------------------------------------------------------------------------
     def _inputs_of(self, images: torch.Tensor, desc: str, progress: bool) -> Tuple[torch.Tensor, torch.Tensor]:
-        """Frozen-backbone inputs of in-memory images, stored in float16 on the CPU."""
+        """Frozen-backbone inputs of in-memory images (float in [0, 1], or uint8 turned into
+        float one batch at a time), stored in float16 on the CPU."""
         lows, highs = [], []
         with torch.no_grad():
             with progress_bar(
                 range(0, len(images), self.batch_size), desc=desc, unit="batch", enabled=progress
             ) as starts:
                 for start in starts:
-                    low, high = self.stage_inputs(images[start : start + self.batch_size].to(self.device_))
+                    batch = images[start : start + self.batch_size]
+                    if batch.dtype == torch.uint8:
+                        batch = batch.float() / 255.0
+                    low, high = self.stage_inputs(batch.to(self.device_))
                     lows.append(low.half().cpu())
                     highs.append(high.half().cpu())
         return torch.cat(lows), torch.cat(highs)
@@ -277,7 +281,8 @@ class MLFF(AnomalyModel):
         normal_src, anomal_src = copy_schedule(len(paths), self.repeat, self.anomaly_ratio, self.seed)
         gen = make_generator(self._kinds(self.pseudo_kinds))
         t0 = time.perf_counter()
-        anomalies, masks = synthesise(images, anomal_src, gen, self.seed + 11)
+        # uint8 unless fine-tuning needs them as images: 5 anomalies per image at a quarter of the float size
+        anomalies, masks = synthesise(images, anomal_src, gen, self.seed + 11, as_uint8=not self.finetune_backbone)
         synth_seconds = time.perf_counter() - t0
         s = self.preprocess.output_size
         rows = np.r_[normal_src, len(images) + np.arange(len(anomal_src))]  # one epoch's items
@@ -315,7 +320,11 @@ class MLFF(AnomalyModel):
         t0 = time.perf_counter()
         n = data["n_normal_images"]
         anomalies, masks = synthesise(
-            data["source_images"], data["anomaly_sources"], data["generator"], self.seed + 11 + 7919 * (epoch - 1)
+            data["source_images"],
+            data["anomaly_sources"],
+            data["generator"],
+            self.seed + 11 + 7919 * (epoch - 1),
+            as_uint8="images" not in data,
         )
         if "images" in data:
             data["images"][n:] = anomalies.mul(255).round().byte()
