@@ -281,7 +281,7 @@ class MLFF(AnomalyModel):
         normal_src, anomal_src = copy_schedule(len(paths), self.repeat, self.anomaly_ratio, self.seed)
         gen = make_generator(self._kinds(self.pseudo_kinds))
         t0 = time.perf_counter()
-        # uint8 unless fine-tuning needs them as images: 5 anomalies per image at a quarter of the float size
+        # uint8 (a quarter of the float size) unless fine-tuning needs them as float images
         anomalies, masks = synthesise(images, anomal_src, gen, self.seed + 11, as_uint8=not self.finetune_backbone)
         synth_seconds = time.perf_counter() - t0
         s = self.preprocess.output_size

@@ -16,7 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .networks import Adaptor
+from .networks import Adaptor, fold_standardisation
 
 
 class ConvDiscriminator(nn.Module):
@@ -53,10 +53,8 @@ class ConvHead:
     ):
         with torch.no_grad():
             weight = adaptor.fc.weight.double()
-            bias = torch.zeros(weight.shape[0], dtype=torch.float64)
-            if feature_scale is not None:
-                weight = weight * feature_scale.double()[None, :]
-                bias = -weight @ feature_mean.double()
+            zeros = torch.zeros(weight.shape[0], dtype=torch.float64)
+            weight, bias = fold_standardisation(weight, zeros, feature_mean, feature_scale)
             self.weight, self.bias = weight.float(), bias.float()
         self.disc = disc.eval()
 

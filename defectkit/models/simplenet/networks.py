@@ -69,6 +69,20 @@ def _fold_bn(linear: nn.Linear, bn: nn.BatchNorm1d) -> "tuple[torch.Tensor, torc
     return weight, bias
 
 
+def fold_standardisation(
+    weight: torch.Tensor,
+    bias: torch.Tensor,
+    feature_mean: Optional[torch.Tensor],
+    feature_scale: Optional[torch.Tensor],
+) -> "tuple[torch.Tensor, torch.Tensor]":
+    """A linear map (float64 ``weight`` K x C, ``bias`` K) of standardised features
+    ``o' = (o - mean) * scale``, as a map of the raw features ``o``; unchanged without a scale."""
+    if feature_scale is None:
+        return weight, bias
+    weight = weight * feature_scale.double()[None, :]
+    return weight, bias - weight @ feature_mean.double()
+
+
 def init_weights(module: nn.Module, generator: torch.Generator) -> None:
     """The official code's ``init_weight``: Xavier-normal linear and conv weights, BN weight ~ N(1, 0.02).
 
@@ -108,10 +122,7 @@ class FusedHead:
             bn = disc.bn
             scale = bn.weight / torch.sqrt(bn.running_var + bn.eps)
             weight = disc.fc1.weight.double() @ adaptor.fc.weight.double()  # H x C
-            bias = disc.fc1.bias.double()
-            if feature_scale is not None:  # o' = (o - mean) * feature_scale, folded in
-                weight = weight * feature_scale.double()[None, :]
-                bias = bias - weight @ feature_mean.double()
+            weight, bias = fold_standardisation(weight, disc.fc1.bias.double(), feature_mean, feature_scale)
             self.weight = (scale.double()[:, None] * weight).float()
             self.bias = (scale.double() * (bias - bn.running_mean.double()) + bn.bias.double()).float()
             self.extra = [tuple(t.float() for t in _fold_bn(b[0], b[1])) for b in disc.extra]
