@@ -164,6 +164,14 @@ def test_models_saved_before_the_cap_load_with_their_exact_bank(demo, tmp_path):
     assert torch.equal(old.memory_bank_, model.memory_bank_)
 
 
+def test_the_cap_travels_in_the_file_so_a_changed_default_leaves_saved_models_alone(demo, tmp_path):
+    assert PatchCore().max_bank_size == 4096  # chosen on validation (docs/methods/patchcore.md)
+    model = PatchCore(image_size=64, device="cpu", use_cache=False, max_bank_size=16384, calibration_fraction=0.0)
+    path = model.fit(demo, progress=False).save(tmp_path / "m.pt")
+    assert read_model_file(path)["params"]["max_bank_size"] == 16384
+    assert AnomalyModel.load(path, device="cpu").max_bank_size == 16384
+
+
 @pytest.mark.parametrize("backend", ["torch"] + (["faiss"] if HAVE_FAISS else []))
 def test_faiss_and_torch_agree_with_brute_force_on_a_bank_of_patch_size(backend):
     g = torch.Generator().manual_seed(0)

@@ -38,16 +38,15 @@ class PatchCore(AnomalyModel):
     ``calibration_fraction`` 0.15: normal images held out of the bank and scored to set
     the thresholds (0: the bank uses every image and the model has no thresholds).
 
-    ``max_bank_size`` 16384: the bank holds ``coreset_ratio`` of the patches but at most this
-    many rows, so fit time, memory and search cost stop growing with the number of images;
-    ``candidate_factor`` 2: each chunk of ``STREAM_IMAGES`` images keeps its share of
-    ``candidate_factor x max_bank_size`` candidates (greedy k-center within the chunk) before
-    the final greedy k-center (``components.bounded_coreset``). 0: no cap, the exact
-    greedy coreset over every patch (what model files saved before the cap used).
-    ``max_bank_size=4096`` is the line-speed setting: the exported graph's exact search
-    costs in proportion to the bank, and at 4096 rows a bottle model runs >= 40 img/s
-    through ONNX Runtime on 2 cores, at a validation cost chosen as negligible
-    (docs/deployment.md, "PatchCore at line speed").
+    ``max_bank_size`` 4096: the bank holds ``coreset_ratio`` of the patches but at most this
+    many rows, so fit time, memory and search cost stop growing with the number of images,
+    and the exported graph's exact search (which costs in proportion to the bank) runs a
+    bottle model at >= 40 img/s through ONNX Runtime on 2 cores; chosen on validation over
+    16384 (docs/methods/patchcore.md, "A bounded bank"). ``candidate_factor`` 2: each chunk
+    of ``STREAM_IMAGES`` images keeps its share of ``candidate_factor x max_bank_size``
+    candidates (greedy k-center within the chunk) before the final greedy k-center
+    (``components.bounded_coreset``). 0: no cap, the exact greedy coreset over every patch
+    (what model files saved before the cap used).
 
     Learned state: ``memory_bank_`` (the coreset of normal patch features), ``thresholds_``.
     """
@@ -69,7 +68,7 @@ class PatchCore(AnomalyModel):
         aggregation: str = "mean",
         embed_dim: int = 128,
         calibration_fraction: float = 0.15,
-        max_bank_size: int = 16384,
+        max_bank_size: int = 4096,
         candidate_factor: float = 2.0,
         **base: Any,
     ):

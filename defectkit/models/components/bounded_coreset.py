@@ -45,7 +45,7 @@ class StreamingCoreset:
         self,
         total: int,
         ratio: float = 0.1,
-        max_size: int = 16384,
+        max_size: int = 4096,
         projection_dim: int = 32,
         seed: int = 0,
         pool_factor: float = 2.0,
