@@ -6,9 +6,10 @@ synthetic masks; one small U-Net per stage reconstructs the normal source's sele
 features from the (possibly anomalous) input (L_recon = MSE); the squared residuals are
 upsampled, concatenated, normalised (BN, no affine) and RRS keeps the r/2 channels with the
 highest global max and r/2 with the highest global mean; an MLP discriminator maps them to
-a 2-class map (L_seg = cross-entropy against the mask). Loss L_recon + L_seg, batches of
-normal and synthetic images 1:1. Anomaly map: P(anomalous), upsampled to the input (a
-Gaussian blur is optional, off by default); image score: its max.
+a 2-class map (L_seg = cross-entropy against the mask; ``head="conv"``: the official code's
+3x3-conv decoder on the raw selected residuals instead, ``conv_decoder``). Loss L_recon +
+L_seg, batches of normal and synthetic images 1:1. Anomaly map: P(anomalous), upsampled to
+the input (a Gaussian blur is optional, off by default); image score: its max.
 
 Practical on a CPU: the synthetic pool is made once per fit and its frozen features are
 computed once (training images' features come from the on-disk feature cache), so an
@@ -41,6 +42,7 @@ from ..components.training import check_loop_params, train_epochs
 from ..components.validation import subsample, validation_scores
 from ..registry import register_method
 from .afs import AFSAccumulator, keep_counts, random_channels, select_channels
+from .conv_decoder import ConvDiscriminator
 from .rrs import Discriminator, ResidualSelector, rrs_counts, stage_residuals
 from .synth import make_synthesizer, resolve_sdas_model, synthesize_pool
 from .unet import ReconUNet, recon_width
@@ -48,6 +50,7 @@ from .unet import ReconUNet, recon_width
 AFS_MODES = ("afs", "random", "all")
 RRS_MODES = ("rrs", "all")
 SYNTHESIS = ("dtd", "sdas")
+HEADS = ("mlp", "conv")
 
 
 @register_method
@@ -69,7 +72,10 @@ class RealNet(AnomalyModel):
       (default $DEFECTKIT_SDAS_MODEL), ``sdas_pool_dir`` where its samples are cached,
       ``sdas_samples`` 64 diffusion samples drawn; ``pool_size`` 256 synthetic training images;
       ``recon_ratio`` 0.5 / ``recon_min_width`` 16 / ``recon_mults`` (1, 2, 4): U-Net widths;
-      ``disc_hidden`` (128, 32): discriminator MLP;
+      ``head`` "mlp" (the paper's per-location MLP on the BN-normalised selected residuals;
+      ``disc_hidden`` (128, 32) its widths) or "conv" (the official code's decoder: 3x3
+      convolutions 128 -> 32 -> 8, x2 upsampling, 8 -> 4 -> 2, on the raw selected residuals,
+      BN only ranking the channels; ``models.realnet.conv_decoder``; ``disc_hidden`` unused);
       ``epochs`` 60 and Adam ``lr`` 1e-3 (official: 1e-4 for 1000 epochs; a CPU budget allows
       tens: 60 beat 30 on 3-seed validation and fits in 30 minutes, see docs),
       ``train_batch_size`` 16 (8 normal + 8 synthetic; the paper's 16);
@@ -81,6 +87,8 @@ class RealNet(AnomalyModel):
     """
 
     method = "realnet"
+    # files saved before the head option existed used the per-pixel MLP
+    legacy_params = {"head": "mlp"}
 
     def __init__(
         self,
@@ -100,6 +108,7 @@ class RealNet(AnomalyModel):
         recon_min_width: int = 16,
         recon_mults: Tuple[int, ...] = (1, 2, 4),
         disc_hidden: Tuple[int, ...] = (128, 32),
+        head: str = "mlp",
         epochs: int = 60,
         lr: float = 1e-3,
         train_batch_size: int = 16,
@@ -127,6 +136,7 @@ class RealNet(AnomalyModel):
         self.recon_min_width = recon_min_width
         self.recon_mults = recon_mults
         self.disc_hidden = disc_hidden
+        self.head = head
         self.epochs = epochs
         self.lr = lr
         self.train_batch_size = train_batch_size
@@ -143,6 +153,7 @@ class RealNet(AnomalyModel):
             ("afs", self.afs, AFS_MODES),
             ("rrs", self.rrs, RRS_MODES),
             ("synthesis", self.synthesis, SYNTHESIS),
+            ("head", self.head, HEADS),
         ):
             if value not in allowed:
                 raise ValueError(f"{name} must be one of {allowed}, got {value!r}")
@@ -185,10 +196,13 @@ class RealNet(AnomalyModel):
         ).to(self.device_)
         total = sum(widths.values())
         counts = rrs_counts(total, self.rrs_fraction)
-        self.selector_ = ResidualSelector(total, counts["max"], counts["mean"], select=self.rrs == "rrs").to(
+        conv = self.head == "conv"
+        self.selector_ = ResidualSelector(total, counts["max"], counts["mean"], select=self.rrs == "rrs", raw=conv).to(
             self.device_
         )
-        self.discriminator_ = Discriminator(self.selector_.out_channels, self.disc_hidden).to(self.device_)
+        channels = self.selector_.out_channels
+        disc = ConvDiscriminator(channels) if conv else Discriminator(channels, self.disc_hidden)
+        self.discriminator_ = disc.to(self.device_)
 
     def _modules(self) -> List[nn.Module]:
         return [self.recon_nets_, self.selector_, self.discriminator_]

@@ -5,7 +5,10 @@ grid and concatenated (m' channels), normalised by a BatchNorm without affine pa
 (supp. B: the stages' residuals have different scales), and for every image the r/2
 channels with the highest global max and the r/2 with the highest global mean are kept, in
 that order (official code: per sample, ``topk(sorted=True)``; a channel may appear in both
-halves). A per-location MLP (1x1 convolutions) maps them to 2 logits, upsampled to the image.
+halves). The kept channels are taken from the normalised residuals (the paper's reading) or,
+as the official code does, from the raw ones (the BatchNorm then only ranks the channels).
+A per-location MLP (1x1 convolutions) maps them to 2 logits, upsampled to the image; the
+official code's 3x3-conv decoder is in ``conv_decoder``.
 """
 
 from __future__ import annotations
@@ -56,22 +59,27 @@ def rrs_counts(total: int, fraction: float) -> Dict[str, int]:
 
 
 class ResidualSelector(nn.Module):
-    """Residual normalisation + selection: BN without affine, then RRS (or all channels)."""
+    """Residual normalisation + selection: BN without affine, then RRS (or all channels).
 
-    def __init__(self, total_channels: int, n_max: int, n_mean: int, select: bool = True):
+    ``raw`` False: the selected channels of the normalised residuals are returned; True: the
+    same channels of the raw residuals (official code; BN statistics only rank channels)."""
+
+    def __init__(self, total_channels: int, n_max: int, n_mean: int, select: bool = True, raw: bool = False):
         super().__init__()
         self.bn = nn.BatchNorm2d(total_channels, affine=False)
-        self.n_max, self.n_mean, self.select = n_max, n_mean, select
+        self.n_max, self.n_mean, self.select, self.raw = n_max, n_mean, select, raw
 
     @property
     def out_channels(self) -> int:
         return self.n_max + self.n_mean if self.select else self.bn.num_features
 
     def forward(self, residuals: torch.Tensor) -> torch.Tensor:
+        if self.raw and not self.select:
+            return residuals
         x = self.bn(residuals)
         if not self.select:
             return x
-        return gather_channels(x, rrs_indices(x, self.n_max, self.n_mean))
+        return gather_channels(residuals if self.raw else x, rrs_indices(x, self.n_max, self.n_mean))
 
 
 class Discriminator(nn.Module):

@@ -1,0 +1,75 @@
+"""RealNet's optional convolutional discriminator (``head="conv"``), as in the official code.
+
+The paper describes the discriminator as an "MLP with upsampling", which scores every
+location of the selected residuals on its own (``rrs.Discriminator``). The official code
+decodes them with 3x3 convolutions instead, so a location's score sees its neighbourhood:
+an isolated noisy residual next to clean ones is smoothed away, and the weak residuals in
+the interior of a large defect are filled in from its strong edges.
+
+Layers (official widths): two residual blocks at the input width r (ReLU -> Conv3x3 ->
+ReLU -> Conv1x1, no bias, added to the input; then ReLU), Conv3x3 r -> 128 -> BatchNorm ->
+ReLU, Conv3x3 128 -> 32 -> ReLU, Conv3x3 32 -> 8 -> ReLU, bilinear x2 upsampling, Conv3x3
+8 -> 4 -> ReLU, Conv3x3 4 -> 2 logits, bilinear upsampling to the image. An output pixel
+sees 11 x 11 cells of the stride-4 grid (44 px) before the x2 upsampling and 14 x 14 cells
+(56 px) with the last two convolutions and the bilinear steps; the MLP sees 2 x 2 cells.
+
+Normalisation: one BatchNorm after the first 128-wide convolution, as the official code
+has it. The input is the raw (unnormalised) residuals, whose scale varies with the image;
+this BatchNorm brings the first features to a common scale. Its batch statistics are
+stable because every step sees whole maps (16 images x the stride-4 grid); at inference it
+is a fixed per-channel affine map, so scores do not depend on the batch and the head
+exports as plain convolutions. GroupNorm would be batch-independent in training too, but
+would differ from the official network and add per-image statistics at inference.
+Upsampling uses ``align_corners=False`` like the rest of defectkit (official: True).
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+class ResidualBlock(nn.Module):
+    """x + Conv1x1(ReLU(Conv3x3(ReLU(x)))), no biases (the official ``Residual``)."""
+
+    def __init__(self, channels: int):
+        super().__init__()
+        self.block = nn.Sequential(
+            nn.ReLU(),
+            nn.Conv2d(channels, channels, 3, padding=1, bias=False),
+            nn.ReLU(),
+            nn.Conv2d(channels, channels, 1, bias=False),
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x + self.block(x)
+
+
+class ConvDiscriminator(nn.Module):
+    """B x r x h x w selected residuals -> B x 2 x size x size logits (3x3-conv decoder)."""
+
+    def __init__(self, channels: int, residual_blocks: int = 2):
+        super().__init__()
+        self.residual = nn.Sequential(*[ResidualBlock(channels) for _ in range(residual_blocks)], nn.ReLU())
+        self.decode = nn.Sequential(
+            nn.Conv2d(channels, 128, 3, padding=1),
+            nn.BatchNorm2d(128),
+            nn.ReLU(),
+            nn.Conv2d(128, 32, 3, padding=1),
+            nn.ReLU(),
+            nn.Conv2d(32, 8, 3, padding=1),
+            nn.ReLU(),
+        )
+        self.classify = nn.Sequential(
+            nn.Conv2d(8, 4, 3, padding=1),
+            nn.ReLU(),
+            nn.Conv2d(4, 2, 3, padding=1),
+        )
+
+    def forward(self, x: torch.Tensor, size: int) -> torch.Tensor:
+        """The same interface as ``rrs.Discriminator``: logits upsampled to ``size`` x ``size``."""
+        x = self.decode(self.residual(x))
+        x = F.interpolate(x, size=(2 * x.shape[-2], 2 * x.shape[-1]), mode="bilinear", align_corners=False)
+        logits = self.classify(x)
+        return F.interpolate(logits, size=(size, size), mode="bilinear", align_corners=False)
