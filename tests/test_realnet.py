@@ -194,7 +194,7 @@ def test_same_seed_same_scores_and_ablations(demo):
     data, model, kwargs, _ = demo
     again = RealNet(seed=0, **kwargs).fit(data, progress=False)
     assert np.array_equal(model.predict(data.test)[0], again.predict(data.test)[0])
-    ablated = RealNet(seed=0, afs="random", rrs="all", **kwargs).fit(data, progress=False)
+    ablated = RealNet(seed=0, afs="random", rrs="all", head="mlp", **kwargs).fit(data, progress=False)
     info = ablated.fit_info_
     assert info["afs_mode"] == "random" and info["rrs_selected"] == "all"
     assert info["kept_channels"] == {"4": 12, "8": 20, "16": 56} and "afs_losses" not in info

@@ -54,10 +54,10 @@ def test_conv_discriminator_keeps_the_interface_and_sees_its_neighbourhood():
         assert (mlp(bumped, 64) - mlp(x, 64))[:, :, 32, 48].abs().max() == 0
 
 
-def test_head_option_is_checked_and_mlp_stays_the_default():
+def test_head_option_is_checked_and_conv_is_the_default():
     with pytest.raises(ValueError, match="head"):
         RealNet(device="cpu", head="attention").check_params()
-    assert RealNet(device="cpu").head == "mlp" and RealNet.legacy_params["head"] == "mlp"
+    assert RealNet(device="cpu").head == "conv" and RealNet.legacy_params["head"] == "mlp"
 
 
 @pytest.fixture(scope="module")
@@ -86,7 +86,7 @@ def test_conv_head_fits_and_round_trips_through_a_model_file(fitted):
 def test_file_from_before_the_head_option_loads_with_the_mlp(fitted, tmp_path):
     """Older files lack ``head``: they were trained with the per-pixel MLP on normalised residuals."""
     data, _, kwargs, _ = fitted
-    old = RealNet(seed=0, **kwargs).fit(data, progress=False)
+    old = RealNet(seed=0, head="mlp", **kwargs).fit(data, progress=False)
     path = old.save(tmp_path / "old.pt")
     payload = read_model_file(path)
     del payload["params"]["head"]
