@@ -6,6 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from legacy_files import save_without_params
 
 from defectkit.data import MVTecCategory, make_demo_dataset
 from defectkit.export import onnx_export
@@ -13,7 +14,6 @@ from defectkit.models import load_model
 from defectkit.models.realnet.conv_decoder import ConvDiscriminator
 from defectkit.models.realnet.model import RealNet
 from defectkit.models.realnet.rrs import Discriminator, ResidualSelector, gather_channels, rrs_indices
-from defectkit.utils.model_file import read_model_file, write_model_file
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -87,11 +87,7 @@ def test_file_from_before_the_head_option_loads_with_the_mlp(fitted, tmp_path):
     """Older files lack ``head``: they were trained with the per-pixel MLP on normalised residuals."""
     data, _, kwargs, _ = fitted
     old = RealNet(seed=0, head="mlp", **kwargs).fit(data, progress=False)
-    path = old.save(tmp_path / "old.pt")
-    payload = read_model_file(path)
-    del payload["params"]["head"]
-    write_model_file(path, payload)
-    loaded = load_model(path, device="cpu")
+    loaded = load_model(save_without_params(old, tmp_path / "old.pt", "head"), device="cpu")
     assert loaded.head == "mlp" and isinstance(loaded.discriminator_, Discriminator)
     assert not loaded.selector_.raw
     a, ma = old.predict(data.test)

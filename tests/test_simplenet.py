@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from legacy_files import save_without_params
 
 from defectkit.data import MVTecCategory, make_demo_dataset
 from defectkit.data.splits import split_validation
@@ -21,7 +22,6 @@ from defectkit.models.simplenet.networks import (
     truncated_l1_loss,
 )
 from defectkit.synth.validation import builtin_anomalies as synthetic_validation_anomalies
-from defectkit.utils.model_file import read_model_file, write_model_file
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -209,11 +209,7 @@ def test_file_from_before_the_aggregation_option_loads_with_the_mean(demo, tmp_p
     """Older files lack ``aggregation``: they were trained on 3x3-mean features and must keep them."""
     data, _, kwargs, _ = demo
     old = SimpleNet(seed=0, aggregation="mean", **kwargs).fit(data, progress=False)
-    path = old.save(tmp_path / "old.pt")
-    payload = read_model_file(path)
-    del payload["params"]["aggregation"], payload["params"]["embed_dim"]
-    write_model_file(path, payload)
-    loaded = load_model(path, device="cpu")
+    loaded = load_model(save_without_params(old, tmp_path / "old.pt", "aggregation", "embed_dim"), device="cpu")
     assert loaded.aggregation == "mean" and SimpleNet().aggregation == "adaptive"
     assert np.array_equal(loaded.predict(data.test)[0], old.predict(data.test)[0])
 
