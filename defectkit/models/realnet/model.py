@@ -8,9 +8,9 @@ upsampled, concatenated, normalised (BN, no affine) and RRS keeps the r/2 channe
 highest global max and r/2 with the highest global mean; the official code's 3x3-conv
 decoder (``conv_decoder``, on the raw selected residuals; ``head="mlp"``: the paper's
 per-location MLP on the normalised ones) maps them to a 2-class map (L_seg = cross-entropy
-against the mask). Loss L_recon +
-L_seg, batches of normal and synthetic images 1:1. Anomaly map: P(anomalous), upsampled to
-the input (a Gaussian blur is optional, off by default); image score: its max.
+against the mask). Loss L_recon + L_seg, batches of normal and synthetic images 1:1.
+Anomaly map: P(anomalous), upsampled to the input (a Gaussian blur is optional, off by
+default); image score: its max.
 
 Practical on a CPU: the synthetic pool is made once per fit and its frozen features are
 computed once (training images' features come from the on-disk feature cache), so an
