@@ -142,7 +142,11 @@ def summary(rows) -> str:
     for key in groups:
         mine = [r for r in rows if (r["split"], r["varied"], r["model"]) == key]
         size = f"{mine[0]['normals']} + {int(np.mean([r['anomalies'] for r in mine]))}"
-        lines.append(f"| {key[0]} | {key[1]} | {key[2]} | {size} | " + " | ".join(cell([r[m] for r in mine]) for m in METRICS) + " |")
+        lines.append(
+            f"| {key[0]} | {key[1]} | {key[2]} | {size} | "
+            + " | ".join(cell([r[m] for r in mine]) for m in METRICS)
+            + " |"
+        )
     models = sorted({r["model"] for r in rows})
     if len(models) == 2:
         lines += ["", f"Paired difference `{models[0]}` - `{models[1]}` on the same split (points):", ""]

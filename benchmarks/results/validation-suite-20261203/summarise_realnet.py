@@ -1,6 +1,6 @@
 """Validation-suite numbers of the RealNet head runs, read from the model files' fit_info (no test image).
 
-    python benchmarks/results/validation-suite-20261203/summarise_realnet.py WORKDIR > realnet.md
+python benchmarks/results/validation-suite-20261203/summarise_realnet.py WORKDIR > realnet.md
 """
 
 import json
@@ -35,12 +35,22 @@ for path in sorted(work.glob("*.pt")):
         )
     )
 Path(work / "realnet_rows.json").write_text(json.dumps(rows, indent=1))
-pct = lambda v: f"{100 * v:.2f}"
-print("| category | seed | head | kept epoch | val I-AUROC | val P-AUROC | val AUPRO | val score | train s | val s | peak RSS MiB |")
+
+
+def pct(v):
+    return f"{100 * v:.2f}"
+
+
+print(
+    "| category | seed | head | kept epoch | val I-AUROC | val P-AUROC | val AUPRO | val score | train s | val s | peak RSS MiB |"
+)
 print("|---|---|---|---|---|---|---|---|---|---|---|")
 for r in rows:
-    print(f"| {r['category']} | {r['seed']} | {r['head']} | {r['best_epoch']} | " + " | ".join(pct(r["val"][m]) for m in METRICS)
-          + f" | {r['train_seconds']} | {r['validation_seconds']} | {r['peak_rss_mib']} |")
+    print(
+        f"| {r['category']} | {r['seed']} | {r['head']} | {r['best_epoch']} | "
+        + " | ".join(pct(r["val"][m]) for m in METRICS)
+        + f" | {r['train_seconds']} | {r['validation_seconds']} | {r['peak_rss_mib']} |"
+    )
 print()
 print("Seed means (± std over seeds), per head and category:")
 print()
@@ -65,6 +75,13 @@ print("|---|" + "---|" * len(fams))
 for cat in sorted({r["category"] for r in rows}):
     cells = []
     for f in fams:
-        vals = {h: [100 * r["val_families"][f]["score"] for r in rows if r["category"] == cat and r["head"] == h and f in r["val_families"]] for h in ("conv", "mlp")}
+        vals = {
+            h: [
+                100 * r["val_families"][f]["score"]
+                for r in rows
+                if r["category"] == cat and r["head"] == h and f in r["val_families"]
+            ]
+            for h in ("conv", "mlp")
+        }
         cells.append(" / ".join(f"{np.mean(v):.2f}" if v else "-" for v in vals.values()))
     print(f"| {cat} | " + " | ".join(cells) + " |")
