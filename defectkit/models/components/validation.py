@@ -4,6 +4,9 @@ Validation maps are read on every ``VAL_PIXEL_STRIDE``-th pixel per axis: the ma
 smooth at that scale and a quarter of the pixels makes each per-epoch validation four
 times cheaper. The score that selects the epoch is the plain mean of the chosen metrics
 (docs/protocol.md#validation-split); a method states which metrics it averages.
+With the validation suite (``synth.validation_suite``) each anomaly has a family, and
+:func:`family_scores` reads the same metrics per family (all held-out normals plus that
+family's anomalies), so a choice can be checked family by family.
 """
 
 from __future__ import annotations
@@ -15,6 +18,8 @@ import numpy as np
 from ...metrics import aupro, image_auroc, pixel_ap, pixel_auroc
 
 VAL_PIXEL_STRIDE = 2
+#: where a method's validation anomalies come from: its own "mixed" split, or the shared suite
+VAL_SPLITS = ("mixed", "suite")
 #: what the score averages unless a method says otherwise
 DEFAULT_METRICS = ("image_auroc", "pixel_auroc", "aupro")
 
@@ -50,4 +55,23 @@ def validation_scores(
     for m in metrics:
         total += out[m]
     out["score"] = total / len(metrics)
+    return out
+
+
+def family_scores(
+    labels: np.ndarray,
+    scores: np.ndarray,
+    masks: np.ndarray,
+    maps: np.ndarray,
+    families: np.ndarray,
+    metrics: Sequence[str] = DEFAULT_METRICS,
+) -> Dict[str, Dict[str, float]]:
+    """:func:`validation_scores` per anomaly family: every normal (label 0) plus the anomalies
+    whose ``families`` entry is that family; ``families`` has one entry per row (normals: any)."""
+    labels, families = np.asarray(labels), np.asarray(families)
+    normal = labels == 0
+    out = {}
+    for family in sorted(set(families[~normal].tolist())):
+        rows = normal | ((labels == 1) & (families == family))
+        out[str(family)] = validation_scores(labels[rows], scores[rows], masks[rows], maps[rows], metrics)
     return out

@@ -36,11 +36,12 @@ from ...data.batches import load_images
 from ...features import default_cache_dir, gaussian_blur
 from ...synth.textures import resolve_textures
 from ...synth.validation import mixed_generator
+from ...synth.validation_suite import suite_anomalies
 from ...utils.images import to_uint8
 from ..base import AnomalyModel
 from ..components.bounds import check_bounds
 from ..components.training import check_loop_params, train_epochs
-from ..components.validation import subsample, validation_scores
+from ..components.validation import VAL_SPLITS, family_scores, subsample, validation_scores
 from ..registry import register_method
 from .afs import AFSAccumulator, keep_counts, random_channels, select_channels
 from .conv_decoder import ConvDiscriminator
@@ -86,11 +87,16 @@ class RealNet(AnomalyModel):
     Model selection: ``val_fraction`` of the normal images held out (0: train ``epochs``, keep
     the last) with ``val_anomalies_per_image`` synthetic anomalies each; every ``val_every``
     epochs the mean of I-AUROC, P-AUROC and AUPRO on them is computed and the best epoch kept.
+    ``val_split`` "mixed": the anomalies are the training synthesis, CutPaste and CutPaste-scar
+    in equal parts; "suite": ``synth.validation_suite`` (DTD blends, CutPaste, and stains,
+    scratches and blur that RealNet never trains on; ``val_anomalies_per_image`` per family,
+    at least 24 per family), with per-family metrics of the kept epoch in
+    ``fit_info_["val_families"]``.
     """
 
     method = "realnet"
     # files saved before the head option existed used the per-pixel MLP
-    legacy_params = {"head": "mlp"}
+    legacy_params = {"head": "mlp", "val_split": "mixed"}
 
     def __init__(
         self,
@@ -116,6 +122,7 @@ class RealNet(AnomalyModel):
         train_batch_size: int = 16,
         val_fraction: float = 0.15,
         val_anomalies_per_image: int = 1,
+        val_split: str = "mixed",
         val_every: int = 1,
         blur_sigma: float = 0.0,
         patience: int = 0,
@@ -144,6 +151,7 @@ class RealNet(AnomalyModel):
         self.train_batch_size = train_batch_size
         self.val_fraction = val_fraction
         self.val_anomalies_per_image = val_anomalies_per_image
+        self.val_split = val_split
         self.val_every = val_every
         self.blur_sigma = blur_sigma
         self.patience = patience
@@ -156,6 +164,7 @@ class RealNet(AnomalyModel):
             ("rrs", self.rrs, RRS_MODES),
             ("synthesis", self.synthesis, SYNTHESIS),
             ("head", self.head, HEADS),
+            ("val_split", self.val_split, VAL_SPLITS),
         ):
             if value not in allowed:
                 raise ValueError(f"{name} must be one of {allowed}, got {value!r}")
@@ -340,8 +349,19 @@ class RealNet(AnomalyModel):
     def _validation_set(self, val_paths, extractor, synth, indices) -> Dict[str, Any]:
         normal = self._standardise(self._select_all(extractor(val_paths, desc="validation features"), indices))
         images, _, _ = load_images(val_paths, self.preprocess, on_error="raise")
-        count = len(val_paths) * self.val_anomalies_per_image
-        anomalies, masks, _ = synthesize_pool(to_uint8(images), count, mixed_generator(synth), seed=self.seed + 1000)
+        families = None
+        if self.val_split == "suite":
+            suite = suite_anomalies(
+                images, self.val_anomalies_per_image, seed=self.seed + 1000, textures=self.fit_info_.get("textures")
+            )
+            anomalies, masks, families = suite.images, suite.masks.float(), suite.families
+            self.fit_info_["val_suite"] = suite.info()
+        else:
+            count = len(val_paths) * self.val_anomalies_per_image
+            anomalies, masks, _ = synthesize_pool(
+                to_uint8(images), count, mixed_generator(synth), seed=self.seed + 1000
+            )
+        count = len(anomalies)
         anom = self._standardise(self._select_all(self._backbone_batches(extractor, anomalies), indices))
         s = self.preprocess.output_size
         all_masks = torch.cat([torch.zeros(len(val_paths), s, s), masks]) > 0.5
@@ -349,10 +369,11 @@ class RealNet(AnomalyModel):
             "feats": {k: torch.cat([normal[k], anom[k]]) for k in self._stages},
             "labels": np.r_[np.zeros(len(val_paths), int), np.ones(count, int)],
             "masks": subsample(all_masks).numpy(),
+            "families": None if families is None else np.r_[np.full(len(val_paths), ""), families],
         }
 
     @torch.no_grad()
-    def _validate(self, val: Dict[str, Any]) -> Dict[str, float]:
+    def _validate(self, val: Dict[str, Any], per_family: bool = False):
         for m in self._modules():
             m.eval()
         scores, maps = [], []
@@ -364,7 +385,10 @@ class RealNet(AnomalyModel):
             maps.append(subsample(mp[:, 0]).cpu())
         for m in self._modules():
             m.train()
-        return validation_scores(val["labels"], torch.cat(scores).numpy(), val["masks"], torch.cat(maps).numpy())
+        scores, maps = torch.cat(scores).numpy(), torch.cat(maps).numpy()
+        if per_family:
+            return family_scores(val["labels"], scores, val["masks"], maps, val["families"])
+        return validation_scores(val["labels"], scores, val["masks"], maps)
 
     def train_on_features(
         self,
@@ -434,6 +458,8 @@ class RealNet(AnomalyModel):
             desc="realnet",
             progress=progress,
         )
+        if val is not None and val.get("families") is not None:  # the kept epoch, family by family
+            info["val_families"] = self._validate(val, per_family=True)
         for m in self._modules():
             m.eval()
         self._fitted = True
