@@ -54,6 +54,28 @@ def test_conv_discriminator_keeps_the_interface_and_sees_its_neighbourhood():
         assert (mlp(bumped, 64) - mlp(x, 64))[:, :, 32, 48].abs().max() == 0
 
 
+@pytest.mark.parametrize("head", [Discriminator, ConvDiscriminator], ids=["mlp", "conv"])
+def test_anomaly_logit_is_the_softmax_probability_before_the_squash(head):
+    """Scoring takes the logit difference before upsampling; its sigmoid must be the softmax
+    of the upsampled 2-logit output that training uses."""
+    torch.manual_seed(0)
+    net = head(12).eval()
+    for m in net.modules():
+        if isinstance(m, torch.nn.BatchNorm2d):
+            m.running_mean.uniform_(-1.0, 1.0)
+            m.running_var.uniform_(0.5, 2.0)
+    last = [m for m in net.modules() if isinstance(m, torch.nn.Conv2d)][-1]
+    with torch.no_grad():
+        last.weight.mul_(30.0)  # logits far from 0, so the probabilities vary over the map
+    x = torch.randn(3, 12, 16, 16)
+    with torch.no_grad():
+        softmax = torch.softmax(net(x, 64), dim=1)[:, 1:2]
+        squashed = torch.sigmoid(net.anomaly_logit(x, 64))
+    assert squashed.shape == (3, 1, 64, 64)
+    assert softmax.std() > 0.05  # the check is not between two constant maps
+    torch.testing.assert_close(squashed, softmax, atol=1e-6, rtol=0)
+
+
 def test_head_option_is_checked_and_conv_is_the_default():
     with pytest.raises(ValueError, match="head"):
         RealNet(device="cpu", head="attention").check_params()

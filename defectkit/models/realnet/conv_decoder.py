@@ -29,6 +29,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .rrs import logit_difference
+
 
 class ResidualBlock(nn.Module):
     """x + Conv1x1(ReLU(Conv3x3(ReLU(x)))), no biases (the official ``Residual``)."""
@@ -67,9 +69,18 @@ class ConvDiscriminator(nn.Module):
             nn.Conv2d(4, 2, 3, padding=1),
         )
 
-    def forward(self, x: torch.Tensor, size: int) -> torch.Tensor:
-        """The same interface as ``rrs.Discriminator``: logits upsampled to ``size`` x ``size``."""
+    def _features(self, x: torch.Tensor) -> torch.Tensor:
+        """Everything before the last (2-logit) convolution."""
         x = self.decode(self.residual(x))
         x = F.interpolate(x, size=(2 * x.shape[-2], 2 * x.shape[-1]), mode="bilinear", align_corners=False)
-        logits = self.classify(x)
+        return self.classify[:-1](x)
+
+    def forward(self, x: torch.Tensor, size: int) -> torch.Tensor:
+        """The same interface as ``rrs.Discriminator``: logits upsampled to ``size`` x ``size``."""
+        logits = self.classify[-1](self._features(x))
         return F.interpolate(logits, size=(size, size), mode="bilinear", align_corners=False)
+
+    def anomaly_logit(self, x: torch.Tensor, size: int) -> torch.Tensor:
+        """B x 1 x size x size: logit(anomalous) - logit(normal) (``rrs.logit_difference``)."""
+        diff = logit_difference(self.classify[-1], self._features(x))
+        return F.interpolate(diff, size=(size, size), mode="bilinear", align_corners=False)

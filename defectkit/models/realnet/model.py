@@ -237,21 +237,26 @@ class RealNet(AnomalyModel):
         return out
 
     def _forward(self, feats: Dict[int, torch.Tensor]):
-        """Selected features -> (reconstructions, B x 2 x S x S logits)."""
+        """Selected features -> (reconstructions, B x 2 x S x S logits): what training needs."""
         recon = {s: self.recon_nets_[str(s)](feats[s]) for s in self._stages}
         x = self.selector_(stage_residuals(feats, recon))
         return recon, self.discriminator_(x, self.preprocess.output_size)
 
-    def _maps(self, logits: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
-        maps = torch.softmax(logits, dim=1)[:, 1:2]
+    def _score_maps(self, feats: Dict[int, torch.Tensor]) -> Tuple[torch.Tensor, torch.Tensor]:
+        """Selected features -> (image scores, B x 1 x S x S maps of P(anomalous)).
+
+        P(anomalous) = softmax(logits)[1] = sigmoid(l_1 - l_0); the discriminator gives the
+        difference directly (``anomaly_logit``), one channel instead of two logits."""
+        recon = {s: self.recon_nets_[str(s)](feats[s]) for s in self._stages}
+        x = self.selector_(stage_residuals(feats, recon))
+        maps = torch.sigmoid(self.discriminator_.anomaly_logit(x, self.preprocess.output_size))
         if self.blur_sigma > 0:
             maps = gaussian_blur(maps, self.blur_sigma)
         return maps.flatten(1).amax(dim=1), maps
 
     def _predict_tensor(self, images: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
         feats = self._select(self.feature_extractor(self._stages).run_backbone(images))
-        _, logits = self._forward(feats)
-        return self._maps(logits)
+        return self._score_maps(feats)
 
     # ---- data ----------------------------------------------------------------------------
     def _synthesizer(self):
@@ -380,7 +385,7 @@ class RealNet(AnomalyModel):
         n = len(val["labels"])
         for start in range(0, n, self.train_batch_size):
             feats = {s: val["feats"][s][start : start + self.train_batch_size].to(self.device_) for s in self._stages}
-            sc, mp = self._maps(self._forward(feats)[1])
+            sc, mp = self._score_maps(feats)
             scores.append(sc.cpu())
             maps.append(subsample(mp[:, 0]).cpu())
         for m in self._modules():
