@@ -31,8 +31,8 @@ from typing import Dict, List, Tuple
 
 import torch
 import torch.nn.functional as F
-from torch import nn
 
+from ..components.folding import folded
 from .net import MLFFNet
 from .qco import cooccurrence, soft_levels
 from .texture import PTFEM, TEM, TextureUnit
@@ -44,12 +44,6 @@ EPS = 1e-6
 def channel_norms(x: torch.Tensor) -> torch.Tensor:
     """B x C x ... -> B x ... Euclidean norm over the channels, clamped at ``EPS``."""
     return (x * x).sum(dim=1).sqrt().clamp_min(EPS)
-
-
-def folded(conv: nn.Conv2d, norm: nn.BatchNorm2d) -> Tuple[torch.Tensor, torch.Tensor]:
-    """(weight, bias) of the bias-free ``conv`` followed by eval-mode ``norm``, as one convolution."""
-    scale = norm.weight / torch.sqrt(norm.running_var + norm.eps)
-    return conv.weight * scale[:, None, None, None], norm.bias - norm.running_mean * scale
 
 
 def cosine_to_mean(flat: torch.Tensor, mean: torch.Tensor) -> torch.Tensor:

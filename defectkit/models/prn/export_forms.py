@@ -17,6 +17,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from ..components.folding import folded
 from .fusion import UpFuse
 
 
@@ -24,10 +25,8 @@ class ConvFirstUpFuse(UpFuse):
     """``UpFuse`` as upsample(folded conv(x)): equal to norm(conv(upsample(x))), see the module docstring."""
 
     def forward(self, x: torch.Tensor, size) -> torch.Tensor:
-        norm = self.norm
-        scale = norm.weight / torch.sqrt(norm.running_var + norm.eps)
-        bias = norm.bias - norm.running_mean * scale
-        y = F.conv2d(x, self.conv.weight * scale[:, None, None, None], bias)
+        weight, bias = folded(self.conv, self.norm)
+        y = F.conv2d(x, weight, bias)
         return F.interpolate(y, size=size, mode="bilinear", align_corners=False)
 
 
