@@ -236,10 +236,14 @@ class RealNet(AnomalyModel):
             ]
         return out
 
+    def _reconstruct(self, feats: Dict[int, torch.Tensor]):
+        """Selected features -> (reconstructions, the RRS-selected residuals the discriminator reads)."""
+        recon = {s: self.recon_nets_[str(s)](feats[s]) for s in self._stages}
+        return recon, self.selector_(stage_residuals(feats, recon))
+
     def _forward(self, feats: Dict[int, torch.Tensor]):
         """Selected features -> (reconstructions, B x 2 x S x S logits): what training needs."""
-        recon = {s: self.recon_nets_[str(s)](feats[s]) for s in self._stages}
-        x = self.selector_(stage_residuals(feats, recon))
+        recon, x = self._reconstruct(feats)
         return recon, self.discriminator_(x, self.preprocess.output_size)
 
     def _score_maps(self, feats: Dict[int, torch.Tensor]) -> Tuple[torch.Tensor, torch.Tensor]:
@@ -247,8 +251,7 @@ class RealNet(AnomalyModel):
 
         P(anomalous) = softmax(logits)[1] = sigmoid(l_1 - l_0); the discriminator gives the
         difference directly (``anomaly_logit``), one channel instead of two logits."""
-        recon = {s: self.recon_nets_[str(s)](feats[s]) for s in self._stages}
-        x = self.selector_(stage_residuals(feats, recon))
+        _, x = self._reconstruct(feats)
         maps = torch.sigmoid(self.discriminator_.anomaly_logit(x, self.preprocess.output_size))
         if self.blur_sigma > 0:
             maps = gaussian_blur(maps, self.blur_sigma)
