@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
+from texture_files import write_textures
 
 from defectkit.data import MVTecCategory, Preprocess, load_masks, make_demo_dataset
 from defectkit.data.batches import load_batch
@@ -26,10 +27,7 @@ def tiny_params(name, root: Path):
     """The fastest settings of each method that still train (tests only)."""
     textures = root / "textures"
     if not textures.is_dir():
-        textures.mkdir(parents=True)
-        rng = np.random.default_rng(0)
-        for i in range(3):
-            Image.fromarray(rng.integers(0, 256, (48, 48, 3), dtype=np.uint8)).save(textures / f"t{i}.png")
+        write_textures(textures)
     return {
         "patchcore": {},
         "simplenet": dict(epochs=2, feature_batch_size=256),

@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
+from texture_files import write_textures
 
 from defectkit.synth import (
     KINDS,
@@ -64,11 +65,7 @@ def disk_image(size=S, radius=None, seed=0):
 
 @pytest.fixture(scope="module")
 def textures(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("textures")
-    rng = np.random.default_rng(1)
-    for i in range(3):
-        Image.fromarray(rng.integers(0, 256, (40, 50, 3), dtype=np.uint8)).save(folder / f"t{i}.png")
-    return folder
+    return write_textures(tmp_path_factory.mktemp("textures"), shape=(40, 50), seed=1)
 
 
 @pytest.fixture(scope="module")

@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from PIL import Image
+from texture_files import write_textures
 
 from defectkit.data import MVTecCategory, make_demo_dataset
 from defectkit.models import load_model
@@ -20,11 +20,7 @@ pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 @pytest.fixture(scope="module")
 def textures(tmp_path_factory):
-    root = tmp_path_factory.mktemp("textures")
-    rng = np.random.default_rng(0)
-    for i in range(3):
-        Image.fromarray(rng.integers(0, 256, (48, 48, 3), dtype=np.uint8)).save(root / f"t{i}.png")
-    return root
+    return write_textures(tmp_path_factory.mktemp("textures"))
 
 
 def _objects(n: int = 4, size: int = 64, seed: int = 0) -> torch.Tensor:
