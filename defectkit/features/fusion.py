@@ -20,6 +20,8 @@ from typing import Dict, Optional, Sequence
 import torch
 import torch.nn.functional as F
 
+from ..utils.resize import resize_bilinear
+
 
 def aggregate_neighbourhood(feature: torch.Tensor, patch_size: int = 3) -> torch.Tensor:
     """Average every location with its ``patch_size`` x ``patch_size`` neighbours (same size out)."""
@@ -113,6 +115,6 @@ def fuse_stages(
         else:
             f = aggregate_neighbourhood(features[stride], patch_size)
         if f.shape[-2:] != target:
-            f = F.interpolate(f, size=target, mode="bilinear", align_corners=False)
+            f = resize_bilinear(f, target)
         parts.append(f * weight if weight != 1.0 else f)
     return torch.cat(parts, dim=1)

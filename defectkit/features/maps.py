@@ -13,6 +13,8 @@ from typing import Dict, Tuple
 import torch
 import torch.nn.functional as F
 
+from ..utils.resize import resize_bilinear
+
 
 def gaussian_kernel1d(sigma: float) -> torch.Tensor:
     """Normalised 1-D Gaussian, truncated at 4 sigma (the usual ``2*int(4*sigma+0.5)+1`` taps)."""
@@ -41,7 +43,7 @@ def gaussian_blur(maps: torch.Tensor, sigma: float = 4.0) -> torch.Tensor:
 
 def upsample_maps(maps: torch.Tensor, size: int, sigma: float = 4.0) -> torch.Tensor:
     """Patch-grid scores N x 1 x h x w -> N x 1 x size x size, bilinear then Gaussian-smoothed."""
-    maps = F.interpolate(maps, size=(size, size), mode="bilinear", align_corners=False)
+    maps = resize_bilinear(maps, (size, size))
     return gaussian_blur(maps, sigma)
 
 

@@ -19,6 +19,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ...utils.resize import resize_bilinear
 from .scconv import SelfCalibratedConv
 from .texture import PTFEM, TEM, conv_bn_relu
 
@@ -34,7 +35,7 @@ def low_level_input(stage4: torch.Tensor, stage8: torch.Tensor, output_stride: i
     if output_stride == 8:
         return torch.cat([F.adaptive_avg_pool2d(stage4, stage8.shape[-2:]), stage8], dim=1)
     if output_stride == 4:
-        up = F.interpolate(stage8, size=stage4.shape[-2:], mode="bilinear", align_corners=False)
+        up = resize_bilinear(stage8, stage4.shape[-2:])
         return torch.cat([stage4, up], dim=1)
     raise ValueError(f"output_stride must be one of {OUTPUT_STRIDES}, got {output_stride}")
 
@@ -76,7 +77,7 @@ class MLFFNet(nn.Module):
         x = self.high_proj(high)
         if self.scconv is not None:
             x = self.scconv(x)
-        return F.interpolate(x, size=size, mode="bilinear", align_corners=False)
+        return resize_bilinear(x, size)
 
     def forward(self, low: torch.Tensor, high: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
         tex = self.texture_features(low)

@@ -13,6 +13,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ...utils.resize import resize_bilinear
+
 
 def conv_bn(cin: int, cout: int, kernel: int = 3) -> nn.Sequential:
     return nn.Sequential(nn.Conv2d(cin, cout, kernel, padding=kernel // 2, bias=False), nn.BatchNorm2d(cout))
@@ -32,7 +34,7 @@ class SelfCalibratedConv(nn.Module):
         """The sigmoid gate in (0, 1), same shape as ``x``."""
         r = max(1, min(self.pooling, x.shape[-2], x.shape[-1]))
         context = self.k2(F.avg_pool2d(x, r, r, ceil_mode=True))
-        context = F.interpolate(context, size=x.shape[-2:], mode="bilinear", align_corners=False)
+        context = resize_bilinear(context, x.shape[-2:])
         return torch.sigmoid(x + context)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

@@ -16,6 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ...utils.resize import resize_bilinear
 from .qco import qco_1d, qco_2d
 
 
@@ -105,8 +106,8 @@ class PTFEM(nn.Module):
         branches = [x]
         for parts, unit in zip(self.scales, self.units):
             size = (max(parts * 2, math.ceil(h / parts) * parts), max(parts * 2, math.ceil(w / parts) * parts))
-            xs = x if size == (h, w) else F.interpolate(x, size=size, mode="bilinear", align_corners=False)
+            xs = x if size == (h, w) else resize_bilinear(x, size)
             vec = unit(split_regions(xs, parts))  # (B * parts^2) x D
             grid = vec.reshape(b, parts, parts, -1).permute(0, 3, 1, 2)
-            branches.append(F.interpolate(grid, size=(h, w), mode="bilinear", align_corners=False))
+            branches.append(resize_bilinear(grid, (h, w)))
         return self.out(torch.cat(branches, dim=1))

@@ -17,9 +17,9 @@ from __future__ import annotations
 from typing import List, Optional, Sequence
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
+from ...utils.resize import resize_bilinear
 from .attention import MultiSizeSelfAttention
 from .fusion import MultiScaleFusion
 
@@ -90,7 +90,7 @@ class PRNNetwork(nn.Module):
         x = None
         for block, skip in zip(self.decoder, reversed(skips)):
             if x is not None:
-                x = F.interpolate(x, size=skip.shape[-2:], mode="bilinear", align_corners=False)
+                x = resize_bilinear(x, skip.shape[-2:])
                 skip = torch.cat([skip, x], dim=1)
             x = block(skip)
         return self.head(x)

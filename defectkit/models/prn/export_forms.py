@@ -17,6 +17,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from ...utils.resize import resize_bilinear
 from ..components.folding import folded
 from .fusion import UpFuse
 
@@ -27,7 +28,7 @@ class ConvFirstUpFuse(UpFuse):
     def forward(self, x: torch.Tensor, size) -> torch.Tensor:
         weight, bias = folded(self.conv, self.norm)
         y = F.conv2d(x, weight, bias)
-        return F.interpolate(y, size=size, mode="bilinear", align_corners=False)
+        return resize_bilinear(y, size)
 
 
 def rewrites():

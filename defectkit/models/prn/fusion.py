@@ -11,8 +11,9 @@ from __future__ import annotations
 from typing import List, Sequence
 
 import torch
-import torch.nn.functional as F
 from torch import nn
+
+from ...utils.resize import resize_bilinear
 
 
 class DownFuse(nn.Module):
@@ -38,7 +39,7 @@ class UpFuse(nn.Module):
         self.norm = nn.BatchNorm2d(c_out)
 
     def forward(self, x: torch.Tensor, size) -> torch.Tensor:
-        return self.norm(self.conv(F.interpolate(x, size=size, mode="bilinear", align_corners=False)))
+        return self.norm(self.conv(resize_bilinear(x, size)))
 
 
 class MultiScaleFusion(nn.Module):
@@ -64,7 +65,7 @@ class MultiScaleFusion(nn.Module):
                 if r < j:
                     down = self.paths[f"{r}_{j}"](x)
                     if down.shape[-2:] != target.shape[-2:]:  # odd grid sizes: align to the target grid
-                        down = F.interpolate(down, size=target.shape[-2:], mode="bilinear", align_corners=False)
+                        down = resize_bilinear(down, target.shape[-2:])
                     total = total + down
                 elif r > j:
                     total = total + self.paths[f"{r}_{j}"](x, target.shape[-2:])

@@ -29,7 +29,6 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from ...data.batches import load_images, load_masks
 from ...data.samples import Sample
@@ -37,6 +36,7 @@ from ...data.seen_anomalies import seen_file_names, seen_from_folder
 from ...synth.textures import resolve_textures
 from ...synth.validation import builtin_anomalies
 from ...utils.images import to_uint8
+from ...utils.resize import resize_bilinear
 from ..base import AnomalyModel
 from ..components.bounds import check_bounds
 from ..components.training import check_loop_params, train_epochs
@@ -223,7 +223,7 @@ class PRN(AnomalyModel):
         """-> N x 1 x S x S logits at the output size."""
         xs, res = self._network_inputs(feats)
         size = self.preprocess.output_size
-        return F.interpolate(self.network_(xs, res), size=(size, size), mode="bilinear", align_corners=False)
+        return resize_bilinear(self.network_(xs, res), (size, size))
 
     def _score(self, feats: Dict[int, torch.Tensor]) -> Tuple[torch.Tensor, torch.Tensor]:
         maps = torch.sigmoid(self._logits(feats))

@@ -26,9 +26,9 @@ Upsampling uses ``align_corners=False`` like the rest of defectkit (official: Tr
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
+from ...utils.resize import resize_bilinear
 from .rrs import logit_difference
 
 
@@ -72,15 +72,15 @@ class ConvDiscriminator(nn.Module):
     def _features(self, x: torch.Tensor) -> torch.Tensor:
         """Everything before the last (2-logit) convolution."""
         x = self.decode(self.residual(x))
-        x = F.interpolate(x, size=(2 * x.shape[-2], 2 * x.shape[-1]), mode="bilinear", align_corners=False)
+        x = resize_bilinear(x, (2 * x.shape[-2], 2 * x.shape[-1]))
         return self.classify[:-1](x)
 
     def forward(self, x: torch.Tensor, size: int) -> torch.Tensor:
         """The same interface as ``rrs.Discriminator``: logits upsampled to ``size`` x ``size``."""
         logits = self.classify[-1](self._features(x))
-        return F.interpolate(logits, size=(size, size), mode="bilinear", align_corners=False)
+        return resize_bilinear(logits, (size, size))
 
     def anomaly_logit(self, x: torch.Tensor, size: int) -> torch.Tensor:
         """B x 1 x size x size: logit(anomalous) - logit(normal) (``rrs.logit_difference``)."""
         diff = logit_difference(self.classify[-1], self._features(x))
-        return F.interpolate(diff, size=(size, size), mode="bilinear", align_corners=False)
+        return resize_bilinear(diff, (size, size))

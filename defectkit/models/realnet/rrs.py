@@ -19,6 +19,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ...utils.resize import resize_bilinear
+
 
 def stage_residuals(features: Mapping[int, torch.Tensor], recon: Mapping[int, torch.Tensor]) -> torch.Tensor:
     """{stride: B x m_k x h_k x w_k} twice -> B x m' x h' x w' squared residuals on the finest grid."""
@@ -28,7 +30,7 @@ def stage_residuals(features: Mapping[int, torch.Tensor], recon: Mapping[int, to
     for s in strides:
         e = (features[s] - recon[s]) ** 2
         if e.shape[-2:] != size:
-            e = F.interpolate(e, size=size, mode="bilinear", align_corners=False)
+            e = resize_bilinear(e, size)
         parts.append(e)
     return torch.cat(parts, dim=1)
 
@@ -114,9 +116,9 @@ class Discriminator(nn.Module):
     def forward(self, x: torch.Tensor, size: int) -> torch.Tensor:
         """B x r x h x w -> B x 2 x size x size logits."""
         logits = self.mlp(x)
-        return F.interpolate(logits, size=(size, size), mode="bilinear", align_corners=False)
+        return resize_bilinear(logits, (size, size))
 
     def anomaly_logit(self, x: torch.Tensor, size: int) -> torch.Tensor:
         """B x 1 x size x size: logit(anomalous) - logit(normal), whose sigmoid is the softmax's P(anomalous)."""
         diff = logit_difference(self.mlp[-1], self.mlp[:-1](x))
-        return F.interpolate(diff, size=(size, size), mode="bilinear", align_corners=False)
+        return resize_bilinear(diff, (size, size))

@@ -16,6 +16,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ...utils.resize import resize_bilinear
+
 
 def _norm(ch: int) -> nn.GroupNorm:
     return nn.GroupNorm(math.gcd(8, ch), ch)
@@ -73,7 +75,7 @@ class ReconUNet(nn.Module):
         for block in self.up:
             skip = skips.pop()
             if h.shape[-2:] != skip.shape[-2:]:
-                h = F.interpolate(h, size=skip.shape[-2:], mode="bilinear", align_corners=False)
+                h = resize_bilinear(h, skip.shape[-2:])
             h = block(torch.cat([h, skip], dim=1))
         return self.head(h)
 
