@@ -518,7 +518,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--readers", type=_positive_int, default=2, help="decode threads of the end-to-end measurement (default 2)"
     )
-    p.add_argument("--repeats", type=_positive_int, default=3, help="timed passes; the best is reported (default 3)")
+    p.add_argument(
+        "--repeats",
+        type=_positive_int,
+        default=5,
+        help="interleaved rounds, one timed pass per engine each; medians are reported (default 5)",
+    )
     p.add_argument("--out", metavar="DIR", help="folder for speed.json and speed.md (default: print only)")
     p.add_argument("--force", action="store_true", help="replace speed.json and speed.md in --out")
     p.set_defaults(func=cmd_speed)

@@ -223,6 +223,8 @@ def test_speed_measures_both_engines(exported, tmp_path):
     assert set(engines) == {"onnxruntime", "torch"}
     for e in engines.values():
         assert e["graph_images_per_s"] > 0 and e["end_to_end_images_per_s"] > 0
+        assert len(e["graph_passes"]) == 1 and len(e["end_to_end_passes"]) == 1
+    assert result["ratios"]["graph_images_per_s"] > 0
     assert result["n_files"] == 2 and "load average" in (out / "speed.md").read_text().lower()
 
 
