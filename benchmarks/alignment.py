@@ -7,7 +7,7 @@ checks it on the *validation* split only (held-out normal training images plus t
 anomalies each method chooses its epoch on), never on test images:
 
 1. rebuild the model's validation split from the held-out files named in the model file and
-   the method's own anomaly maker and seed (PatchCore has none: the shared self-contained
+   the anomaly maker of the method's ``val_split`` and its seed (PatchCore has none: the shared self-contained
    maker ``synth.validation.builtin_anomalies`` is used, as PRN does);
 2. score those images once with ``model.predict`` (the maps a user gets);
 3. shift the maps by (dy, dx) for every integer pair in [-r, r]^2 and along the axes and
@@ -41,7 +41,7 @@ from defectkit.data.batches import load_images
 from defectkit.metrics import aupro, pixel_auroc
 from defectkit.models import load_model
 from defectkit.models.components.validation import VAL_PIXEL_STRIDE, subsample
-from defectkit.synth.validation import builtin_anomalies, masked_anomalies, mixed_generator
+from defectkit.synth.validation import builtin_anomalies
 from defectkit.utils.images import from_uint8, to_uint8
 
 
@@ -49,38 +49,23 @@ def validation_split(model) -> Tuple[torch.Tensor, np.ndarray, np.ndarray, str]:
     """(images N x 3 x S x S in [0, 1], masks N x S x S bool, labels N, how) of ``model``'s validation split.
 
     The held-out normals are the files the model file names (``fit_info_["held_out_files"]``);
-    the anomalies are made from them with the method's own validation maker and seed.
+    the anomalies are made from them with the maker of the method's ``val_split`` and its seed.
     """
     files = model.fit_info_.get("held_out_files")
     if not files:
         raise SystemExit(f"the {model.method} model names no held-out files: it was fitted without a validation split")
     images, _, _ = load_images([Path(f) for f in files], model.preprocess, on_error="raise")
-    method = model.method
-    if method == "simplenet":
-        anomalies, masks, how = model._validation_anomalies(images)
-        keep = np.ones(len(anomalies), bool)
-    elif method == "realnet":
-        from defectkit.models.realnet.synth import synthesize_pool
-
-        count = len(images) * model.val_anomalies_per_image
-        generator = mixed_generator(model._synthesizer())
-        anomalies, masks, _ = synthesize_pool(to_uint8(images), count, generator, seed=model.seed + 1000)
-        masks, keep, how = masks > 0.5, np.ones(count, bool), "training synthesis + cutpaste + cutpaste_scar"
-    elif method == "mlff":
-        anomalies, masks, keep = masked_anomalies(
-            images, model.val_anomalies_per_image, model.val_kinds, model.seed + 1, textures=model.val_textures
-        )
-        masks, how = masks > 0.5, "+".join([model.val_kinds] if isinstance(model.val_kinds, str) else model.val_kinds)
-    else:  # prn, and patchcore / padim which select nothing on validation
-        per_image = getattr(model, "val_anomalies_per_image", 2)
-        anomalies, masks = builtin_anomalies(images, per_image, seed=model.seed + 1)
-        keep, how = np.ones(len(anomalies), bool), "builtin"
-    keep_t = torch.from_numpy(np.asarray(keep, bool))
-    anomalies = from_uint8(to_uint8(anomalies[keep_t]))  # as the methods feed them: 8-bit images
+    if hasattr(model, "validation_anomalies"):  # the trained methods: their val_split, suite or own
+        made = model.validation_anomalies(images)
+        anomalies, masks, how = made.images, made.masks, made.source
+    else:  # patchcore / padim, which select nothing on validation
+        anomalies, masks = builtin_anomalies(images, 2, seed=model.seed + 1)
+        how = "builtin"
+    anomalies = from_uint8(to_uint8(anomalies))  # as the methods feed them: 8-bit images
     s = images.shape[-1]
     all_images = torch.cat([images, anomalies.to(images.dtype)])
-    all_masks = torch.cat([torch.zeros(len(images), s, s, dtype=torch.bool), masks[keep_t].bool()]).numpy()
-    labels = np.r_[np.zeros(len(images), int), np.ones(int(keep_t.sum()), int)]
+    all_masks = torch.cat([torch.zeros(len(images), s, s, dtype=torch.bool), masks.bool()]).numpy()
+    labels = np.r_[np.zeros(len(images), int), np.ones(len(anomalies), int)]
     return all_images, all_masks, labels, how
 
 

@@ -100,8 +100,8 @@ def test_validation_anomaly_sources(kinds):
     g = torch.Generator().manual_seed(0)
     imgs = torch.nn.functional.interpolate(torch.rand(3, 3, 8, 8, generator=g), size=64, mode="bilinear")
     model = SimpleNet(device="cpu", image_size=64, val_anomalies_per_image=2, val_kinds=kinds, seed=0)
-    a, m, source = model._validation_anomalies(imgs)
-    b, _, _ = model._validation_anomalies(imgs)
+    a, m, source = model._own_anomalies(imgs)
+    b, _, _ = model._own_anomalies(imgs)
     assert torch.equal(a, b)  # seeded
     assert source.startswith("builtin" if kinds == ("builtin",) else "defectkit.synth")
     assert a.shape[1:] == (3, 64, 64) and m.shape == (len(a), 64, 64) and m.dtype == torch.bool

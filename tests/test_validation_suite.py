@@ -6,6 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from legacy_files import save_without_params
 from texture_files import write_textures
 
 from defectkit.data import MVTecCategory, make_demo_dataset
@@ -147,6 +148,15 @@ def test_val_split_round_trips_and_is_checked(suite_model, tmp_path):
     a, _ = model.predict(data.test)
     b, _ = loaded.predict(data.test)
     assert np.array_equal(a, b)
-    assert RealNet(device="cpu").val_split == "mixed" and RealNet.legacy_params["val_split"] == "mixed"
+    assert RealNet(device="cpu").val_split == "suite" and RealNet.legacy_params["val_split"] == "mixed"
+    for name in ("mixed", "own", "suite"):
+        RealNet(device="cpu", val_split=name).check_params()
     with pytest.raises(ValueError, match="val_split"):
         RealNet(device="cpu", val_split="test").check_params()
+
+
+def test_realnet_file_without_val_split_loads_with_the_mixed_split(suite_model, tmp_path):
+    data, model, _, _ = suite_model
+    loaded = load_model(save_without_params(model, tmp_path / "old.pt", "val_split"), device="cpu")
+    assert loaded.val_split == "mixed"
+    assert np.array_equal(loaded.predict(data.test)[1], model.predict(data.test)[1])

@@ -4,7 +4,8 @@ Validation maps are read on every ``VAL_PIXEL_STRIDE``-th pixel per axis: the ma
 smooth at that scale and a quarter of the pixels makes each per-epoch validation four
 times cheaper. The score that selects the epoch is the plain mean of the chosen metrics
 (docs/protocol.md#validation-split); a method states which metrics it averages.
-With the validation suite (``synth.validation_suite``) each anomaly has a family, and
+With the validation suite (``synth.validation_suite``, every trained method's default split,
+``components.validation_split``) each anomaly has a family, and
 :func:`family_scores` reads the same metrics per family (all held-out normals plus that
 family's anomalies), so a choice can be checked family by family.
 """
@@ -18,8 +19,6 @@ import numpy as np
 from ...metrics import aupro, image_auroc, pixel_ap, pixel_auroc
 
 VAL_PIXEL_STRIDE = 2
-#: where a method's validation anomalies come from: its own "mixed" split, or the shared suite
-VAL_SPLITS = ("mixed", "suite")
 #: what the score averages unless a method says otherwise
 DEFAULT_METRICS = ("image_auroc", "pixel_auroc", "aupro")
 

@@ -37,7 +37,8 @@ from ...utils.progress import progress as progress_bar
 from ..base import AnomalyModel
 from ..components.bounds import check_bounds
 from ..components.training import check_loop_params, train_epochs
-from ..components.validation import subsample, validation_scores
+from ..components.validation import family_scores, subsample, validation_scores
+from ..components.validation_split import ValidationAnomalies, check_val_split, validation_anomalies
 from ..registry import register_method
 from .losses import (
     cell_labels,
@@ -81,9 +82,13 @@ class MLFF(AnomalyModel):
     ``weight_decay``, ``train_batch_size``, at most ``epochs`` passes over the repeated set
     and at most ``max_train_minutes``; ``finetune_backbone`` trains the backbone too
     (``backbone_lr``), otherwise frozen features are computed once (and cached).
-    Selection: ``val_fraction`` of the normal images held out, each with
-    ``val_anomalies_per_image`` anomalies of ``val_kinds`` (``val_textures``: folder for
-    "dtd"); the epoch with the best mean of I-AUROC, P-AUROC and AUPRO is kept; training
+    Selection: ``val_fraction`` of the normal images held out, anomalies made from them by
+    ``val_split`` (``models.components.validation_split``): "suite" (default) the shared
+    ``synth.validation_suite``, ``val_anomalies_per_image`` per family (at least 24), with
+    per-family metrics of the kept epoch in ``fit_info_["val_families"]``; "own"
+    ``val_anomalies_per_image`` anomalies per image of ``val_kinds``. ``val_textures``: the
+    texture folder of either ("dtd", the suite's texture family; None: the default one).
+    The epoch with the best mean of I-AUROC, P-AUROC and AUPRO is kept; training
     stops after ``patience`` validations without improvement (0: never early).
     ``map_source``: "score" (the paper), "distance" (pseudo-Huber h, FCDD), or "auto" =
     score when ``score_weight`` > 0 (an untrained score head is meaningless), else distance.
@@ -99,8 +104,9 @@ class MLFF(AnomalyModel):
     """
 
     method = "mlff"
-    #: files written before ``output_stride`` existed were trained on the stride-8 grid
-    legacy_params = {"output_stride": 8}
+    #: files written before ``output_stride`` existed were trained on the stride-8 grid, and
+    #: files written before ``val_split`` existed chose their epoch on ``val_kinds`` ("own")
+    legacy_params = {"output_stride": 8, "val_split": "own"}
 
     def __init__(
         self,
@@ -132,6 +138,7 @@ class MLFF(AnomalyModel):
         val_fraction: float = 0.15,
         val_anomalies_per_image: int = 2,
         val_kinds: Tuple[str, ...] = ("hoa",),
+        val_split: str = "suite",
         val_textures: Optional[str] = None,
         val_every: int = 1,
         patience: int = 5,
@@ -158,6 +165,7 @@ class MLFF(AnomalyModel):
         self.finetune_backbone, self.backbone_lr = finetune_backbone, backbone_lr
         self.val_fraction, self.val_anomalies_per_image = val_fraction, val_anomalies_per_image
         self.val_kinds = val_kinds
+        self.val_split = val_split
         self.val_textures = val_textures
         self.val_every, self.patience, self.map_source = val_every, patience, map_source
         self.blur_sigma = blur_sigma
@@ -167,6 +175,7 @@ class MLFF(AnomalyModel):
     def check_params(self) -> None:
         super().check_params()
         check_loop_params(self)
+        check_val_split(self.val_split)
         if self.map_source not in MAP_SOURCES:
             raise ValueError(f"map_source must be one of {MAP_SOURCES}, got {self.map_source!r}")
         if self.optimizer not in OPTIMIZERS:
@@ -334,22 +343,37 @@ class MLFF(AnomalyModel):
         data["labels"][n:] = self._cell_labels(masks)
         return time.perf_counter() - t0
 
+    def validation_anomalies(self, images: torch.Tensor) -> ValidationAnomalies:
+        """The ``val_split`` anomalies made from held-out normal ``images`` (kinds other than the training ones)."""
+
+        def own() -> Tuple[torch.Tensor, torch.Tensor, str]:
+            anomalies, masks, keep = masked_anomalies(
+                images, self.val_anomalies_per_image, self.val_kinds, self.seed + 1, textures=self.val_textures
+            )
+            kept = torch.from_numpy(keep)  # a draw that changed nothing is no anomaly
+            kinds = [self.val_kinds] if isinstance(self.val_kinds, str) else list(self.val_kinds)
+            return anomalies[kept], masks[kept], "defectkit.synth:" + "+".join(kinds)
+
+        return validation_anomalies(
+            images, self.val_split, own, self.val_anomalies_per_image, seed=self.seed + 1, textures=self.val_textures
+        )
+
     def _validation_data(self, paths: List[Path], progress: bool) -> Dict[str, Any]:
         images, _, _ = load_images(paths, self.preprocess, on_error="raise")
-        anomalies, masks, keep = masked_anomalies(
-            images, self.val_anomalies_per_image, self.val_kinds, self.seed + 1, textures=self.val_textures
-        )
-        all_images = torch.cat([images, anomalies])
+        made = self.validation_anomalies(images)
+        made.record(self.fit_info_)
+        all_images = torch.cat([images, made.images.to(images.dtype)])
         s = self.preprocess.output_size
-        val_masks = subsample(torch.cat([torch.zeros(len(images), s, s), masks])) > 0.5
-        labels = np.r_[np.zeros(len(images), int), keep.astype(int)]
-        select = np.r_[np.ones(len(images), bool), keep]
-        val = {"labels": labels[select], "masks": val_masks.numpy()[select]}
-        if self.finetune_backbone:
-            val["images"] = all_images[torch.from_numpy(select)]
+        val_masks = subsample(torch.cat([torch.zeros(len(images), s, s, dtype=torch.bool), made.masks]))
+        val = {
+            "labels": np.r_[np.zeros(len(images), int), np.ones(len(made.images), int)],
+            "masks": val_masks.numpy(),
+            "families": made.row_families(len(images)),
+        }
+        if self.finetune_backbone:  # 8-bit, as the training images: _batch_inputs divides by 255
+            val["images"] = all_images.mul(255).round().byte()
         else:
-            low, high = self._inputs_of(all_images[torch.from_numpy(select)], "validation features", progress)
-            val["low"], val["high"] = low, high
+            val["low"], val["high"] = self._inputs_of(all_images, "validation features", progress)
         return val
 
     def _batch_inputs(self, data: Dict[str, Any], rows: np.ndarray) -> Tuple[torch.Tensor, torch.Tensor]:
@@ -374,7 +398,7 @@ class MLFF(AnomalyModel):
         return out
 
     @torch.no_grad()
-    def _validate(self, val: Dict[str, Any]) -> Dict[str, float]:
+    def _validate(self, val: Dict[str, Any], per_family: bool = False) -> Any:
         self.net_.eval()
         scores, maps = [], []
         n = len(val["labels"])
@@ -384,7 +408,8 @@ class MLFF(AnomalyModel):
             scores.append(sc.float().cpu())
             maps.append(subsample(mp[:, 0]).float().cpu())
         self.net_.train()
-        return validation_scores(val["labels"], torch.cat(scores).numpy(), val["masks"], torch.cat(maps).numpy())
+        rows = (val["labels"], torch.cat(scores).numpy(), val["masks"], torch.cat(maps).numpy())
+        return family_scores(*rows, val["families"]) if per_family else validation_scores(*rows)
 
     # ---- training ------------------------------------------------------------------------
     def _make_optimizer(self) -> torch.optim.Optimizer:
@@ -466,6 +491,8 @@ class MLFF(AnomalyModel):
             desc="mlff",
             progress=progress,
         )
+        if val is not None and val.get("families") is not None:  # the kept epoch, family by family
+            self.fit_info_["val_families"] = self._validate(val, per_family=True)
         self.net_.eval()
         self.fit_info_.update(
             summary,

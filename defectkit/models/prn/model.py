@@ -40,7 +40,8 @@ from ...utils.resize import resize_bilinear
 from ..base import AnomalyModel
 from ..components.bounds import check_bounds
 from ..components.training import check_loop_params, train_epochs
-from ..components.validation import subsample, validation_scores
+from ..components.validation import family_scores, subsample, validation_scores
+from ..components.validation_split import ValidationAnomalies, check_val_split, validation_anomalies
 from ..registry import register_method
 from .decoder import PRNNetwork
 from .losses import prn_loss, top_k_mean
@@ -83,16 +84,22 @@ class PRN(AnomalyModel):
       ../shared/data/dtd_subset; HOA only when none is found); ``foreground`` "auto" (objects)
       or None (textures: whole image) and ``target_shapes`` for the target area;
       ``top_k`` 100: image score = mean of the top-k map values.
-    Model selection: ``val_fraction`` of the normal images is held out; each gets
-    ``val_anomalies_per_image`` synthetic anomalies (blend / CutPaste / scar, kinds PRN does
-    not train on); every ``val_every`` epochs the mean of validation I-AUROC, P-AUROC, AUPRO
-    and pixel AP is computed, the best epoch's weights are kept, and training stops after
-    ``patience`` validations without improvement (0: never early).
+    Model selection: ``val_fraction`` of the normal images is held out and anomalies are made
+    from them by ``val_split`` (``models.components.validation_split``): "suite" (default) the
+    shared ``synth.validation_suite``, ``val_anomalies_per_image`` per family (at least 24; its
+    texture family reads ``textures``), with per-family metrics of the kept epoch in
+    ``fit_info_["val_families"]``; "own" ``val_anomalies_per_image`` anomalies per image of
+    ``synth.validation.builtin_anomalies`` (blend / CutPaste / scar). Every ``val_every`` epochs
+    the mean of validation I-AUROC, P-AUROC, AUPRO and pixel AP is computed, the best epoch's
+    weights are kept, and training stops after ``patience`` validations without improvement
+    (0: never early).
 
     Learned state: ``network_``, ``prototypes_``, ``feature_mean_`` / ``feature_std_``.
     """
 
     method = "prn"
+    #: files saved before val_split existed chose their epoch on builtin_anomalies ("own")
+    legacy_params = {"val_split": "own"}
 
     def __init__(
         self,
@@ -121,6 +128,7 @@ class PRN(AnomalyModel):
         top_k: int = 100,
         val_fraction: float = 0.15,
         val_anomalies_per_image: int = 2,
+        val_split: str = "suite",
         val_every: int = 1,
         patience: int = 5,
         **base: Any,
@@ -151,12 +159,14 @@ class PRN(AnomalyModel):
         self.top_k = top_k
         self.val_fraction = val_fraction
         self.val_anomalies_per_image = val_anomalies_per_image
+        self.val_split = val_split
         self.val_every = val_every
         self.patience = patience
 
     def check_params(self) -> None:
         super().check_params()
         check_loop_params(self)
+        check_val_split(self.val_split)
         if self.train_batch_size < 2 or self.pool_size < 2:
             raise ValueError(
                 f"train_batch_size and pool_size must be >= 2, got {self.train_batch_size}, {self.pool_size}"
@@ -269,21 +279,35 @@ class PRN(AnomalyModel):
         images, masks = gens.make(kind, normals, count, seed)
         return FeaturePool(backbone_features(extractor, images, self.batch_size), torch.from_numpy(masks))
 
+    def validation_anomalies(self, images: torch.Tensor) -> ValidationAnomalies:
+        """The ``val_split`` anomalies made from held-out normal ``images`` (kinds PRN does not train on)."""
+
+        def builtin() -> Tuple[torch.Tensor, torch.Tensor, str]:
+            return (*builtin_anomalies(images, self.val_anomalies_per_image, seed=self.seed + 1), "builtin")
+
+        return validation_anomalies(
+            images, self.val_split, builtin, self.val_anomalies_per_image, seed=self.seed + 1, textures=self.textures
+        )
+
     def _validation_set(self, val_paths: List[Path], extractor) -> Dict[str, Any]:
-        """Held-out normals plus synthetic anomalies made from them (kinds PRN does not train on)."""
+        """Held-out normals plus synthetic anomalies made from them."""
         normal = extractor(val_paths, desc="validation features")
         images, _, _ = load_images(val_paths, self.preprocess, on_error="raise")
-        anomalies, masks = builtin_anomalies(images, self.val_anomalies_per_image, seed=self.seed + 1)
-        anom = backbone_features(extractor, to_uint8(anomalies), self.batch_size)
+        made = self.validation_anomalies(images)
+        made.record(self.fit_info_)
+        # float images in [0, 1] -> the uint8 images backbone_features reads (exact for the suite,
+        # whose images are 8-bit already)
+        anom = backbone_features(extractor, to_uint8(made.images), self.batch_size)
         s = self.preprocess.output_size
         return {
             "feats": {k: torch.cat([normal[k], anom[k].float()]) for k in self._stages},
-            "labels": np.r_[np.zeros(len(val_paths), int), np.ones(len(anomalies), int)],
-            "masks": torch.cat([torch.zeros(len(val_paths), s, s, dtype=torch.bool), masks]).numpy(),
+            "labels": np.r_[np.zeros(len(val_paths), int), np.ones(len(made.images), int)],
+            "masks": torch.cat([torch.zeros(len(val_paths), s, s, dtype=torch.bool), made.masks]).numpy(),
+            "families": made.row_families(len(val_paths)),
         }
 
     @torch.no_grad()
-    def _validate(self, val: Dict[str, Any]) -> Dict[str, float]:
+    def _validate(self, val: Dict[str, Any], per_family: bool = False) -> Any:
         self.network_.eval()
         scores, maps = [], []
         n = len(val["labels"])
@@ -292,13 +316,10 @@ class PRN(AnomalyModel):
             scores.append(sc.cpu())
             maps.append(subsample(mp[:, 0]).cpu())
         self.network_.train()
-        return validation_scores(
-            val["labels"],
-            torch.cat(scores).numpy(),
-            subsample(val["masks"]),
-            torch.cat(maps).numpy(),
-            VALIDATION_METRICS,
-        )
+        rows = (val["labels"], torch.cat(scores).numpy(), subsample(val["masks"]), torch.cat(maps).numpy())
+        if per_family:
+            return family_scores(*rows, val["families"], VALIDATION_METRICS)
+        return validation_scores(*rows, VALIDATION_METRICS)
 
     # ---- training ------------------------------------------------------------------------
     def _fit(self, paths: List[Path], progress: bool) -> None:
@@ -343,6 +364,7 @@ class PRN(AnomalyModel):
             n_prototypes={str(s): int(p.shape[0]) for s, p in self.prototypes_.items()},
             train_images=len(train_paths),
             val_images=0 if val_idx is None else len(val_idx),
+            val_anomalies=0 if val is None else int(np.sum(val["labels"])),
             val_image_names=[] if val_idx is None else [paths[i].name for i in val_idx],
             seen_anomalies=seen_names,
             sa_kinds=gens.sa_kinds,
@@ -402,6 +424,8 @@ class PRN(AnomalyModel):
             desc="prn",
             progress=progress,
         )
+        if val is not None and val.get("families") is not None:  # the kept epoch, family by family
+            self.fit_info_["val_families"] = self._validate(val, per_family=True)
         self.network_.eval()
         self.fit_info_.update(summary, pool_seconds=pool_seconds[0], steps_per_epoch=steps)
 

@@ -36,12 +36,12 @@ from ...data.batches import load_images
 from ...features import default_cache_dir, gaussian_blur
 from ...synth.textures import resolve_textures
 from ...synth.validation import mixed_generator
-from ...synth.validation_suite import suite_anomalies
 from ...utils.images import to_uint8
 from ..base import AnomalyModel
 from ..components.bounds import check_bounds
 from ..components.training import check_loop_params, train_epochs
-from ..components.validation import VAL_SPLITS, family_scores, subsample, validation_scores
+from ..components.validation import family_scores, subsample, validation_scores
+from ..components.validation_split import ValidationAnomalies, check_val_split, validation_anomalies
 from ..registry import register_method
 from .afs import AFSAccumulator, keep_counts, random_channels, select_channels
 from .conv_decoder import ConvDiscriminator
@@ -87,16 +87,19 @@ class RealNet(AnomalyModel):
     Model selection: ``val_fraction`` of the normal images held out (0: train ``epochs``, keep
     the last) with ``val_anomalies_per_image`` synthetic anomalies each; every ``val_every``
     epochs the mean of I-AUROC, P-AUROC and AUPRO on them is computed and the best epoch kept.
-    ``val_split`` "mixed": the anomalies are the training synthesis, CutPaste and CutPaste-scar
-    in equal parts; "suite": ``synth.validation_suite`` (DTD blends, CutPaste, and stains,
-    scratches and blur that RealNet never trains on; ``val_anomalies_per_image`` per family,
-    at least 24 per family), with per-family metrics of the kept epoch in
-    ``fit_info_["val_families"]``.
+    ``val_split`` "suite" (default; ``models.components.validation_split``): the shared
+    ``synth.validation_suite`` (DTD blends, CutPaste, and stains, scratches and blur that
+    RealNet never trains on; ``val_anomalies_per_image`` per family, at least 24 per family),
+    with per-family metrics of the kept epoch in ``fit_info_["val_families"]``; "mixed" (or
+    "own"): the training synthesis, CutPaste and CutPaste-scar in equal parts.
     """
 
     method = "realnet"
-    # files saved before the head option existed used the per-pixel MLP
+    # files saved before the head option existed used the per-pixel MLP; files saved before
+    # val_split existed, or before "suite" became the default, chose their epoch on "mixed"
     legacy_params = {"head": "mlp", "val_split": "mixed"}
+    #: RealNet's historical name of its own validation split
+    OWN_SPLIT_NAMES = ("mixed",)
 
     def __init__(
         self,
@@ -122,7 +125,7 @@ class RealNet(AnomalyModel):
         train_batch_size: int = 16,
         val_fraction: float = 0.15,
         val_anomalies_per_image: int = 1,
-        val_split: str = "mixed",
+        val_split: str = "suite",
         val_every: int = 1,
         blur_sigma: float = 0.0,
         patience: int = 0,
@@ -164,10 +167,10 @@ class RealNet(AnomalyModel):
             ("rrs", self.rrs, RRS_MODES),
             ("synthesis", self.synthesis, SYNTHESIS),
             ("head", self.head, HEADS),
-            ("val_split", self.val_split, VAL_SPLITS),
         ):
             if value not in allowed:
                 raise ValueError(f"{name} must be one of {allowed}, got {value!r}")
+        check_val_split(self.val_split, self.OWN_SPLIT_NAMES)
         if not 0.0 < self.rrs_fraction <= 1.0:
             raise ValueError(f"rrs_fraction must be in (0, 1], got {self.rrs_fraction}")
         if self.pool_size < 1 or self.train_batch_size < 2:
@@ -354,30 +357,38 @@ class RealNet(AnomalyModel):
     def _select_all(self, feats: Dict[int, torch.Tensor], indices: Dict[int, torch.Tensor]) -> Dict[int, torch.Tensor]:
         return {s: feats[s].index_select(1, indices[s]).contiguous() for s in self._stages}
 
+    def validation_anomalies(self, images: torch.Tensor, synth=None) -> ValidationAnomalies:
+        """The ``val_split`` anomalies made from held-out normal ``images``; ``synth`` is the
+        training synthesis the "mixed" split draws from (None: built from the parameters)."""
+
+        def mixed() -> Tuple[torch.Tensor, torch.Tensor, str]:
+            count = len(images) * self.val_anomalies_per_image
+            generator = mixed_generator(synth if synth is not None else self._synthesizer())
+            anomalies, masks, _ = synthesize_pool(to_uint8(images), count, generator, seed=self.seed + 1000)
+            return anomalies, masks, "training synthesis + cutpaste + cutpaste_scar"
+
+        return validation_anomalies(
+            images,
+            self.val_split,
+            mixed,
+            self.val_anomalies_per_image,
+            seed=self.seed + 1000,
+            textures=self.fit_info_.get("textures"),
+        )
+
     def _validation_set(self, val_paths, extractor, synth, indices) -> Dict[str, Any]:
         normal = self._standardise(self._select_all(extractor(val_paths, desc="validation features"), indices))
         images, _, _ = load_images(val_paths, self.preprocess, on_error="raise")
-        families = None
-        if self.val_split == "suite":
-            suite = suite_anomalies(
-                images, self.val_anomalies_per_image, seed=self.seed + 1000, textures=self.fit_info_.get("textures")
-            )
-            anomalies, masks, families = suite.images, suite.masks.float(), suite.families
-            self.fit_info_["val_suite"] = suite.info()
-        else:
-            count = len(val_paths) * self.val_anomalies_per_image
-            anomalies, masks, _ = synthesize_pool(
-                to_uint8(images), count, mixed_generator(synth), seed=self.seed + 1000
-            )
-        count = len(anomalies)
-        anom = self._standardise(self._select_all(self._backbone_batches(extractor, anomalies), indices))
+        made = self.validation_anomalies(images, synth)
+        made.record(self.fit_info_)
+        anom = self._standardise(self._select_all(self._backbone_batches(extractor, made.images), indices))
         s = self.preprocess.output_size
-        all_masks = torch.cat([torch.zeros(len(val_paths), s, s), masks]) > 0.5
+        all_masks = torch.cat([torch.zeros(len(val_paths), s, s, dtype=torch.bool), made.masks])
         return {
             "feats": {k: torch.cat([normal[k], anom[k]]) for k in self._stages},
-            "labels": np.r_[np.zeros(len(val_paths), int), np.ones(count, int)],
+            "labels": np.r_[np.zeros(len(val_paths), int), np.ones(len(made.images), int)],
             "masks": subsample(all_masks).numpy(),
-            "families": None if families is None else np.r_[np.full(len(val_paths), ""), families],
+            "families": made.row_families(len(val_paths)),
         }
 
     @torch.no_grad()

@@ -32,7 +32,8 @@ from ...synth.validation import VISIBLE_CHANGE, builtin_anomalies, library_anoma
 from ..base import AnomalyModel, patch_centres
 from ..components.bounds import check_bounds, check_patch_size
 from ..components.training import check_loop_params, train_epochs
-from ..components.validation import subsample, validation_scores
+from ..components.validation import family_scores, subsample, validation_scores
+from ..components.validation_split import ValidationAnomalies, check_val_split, validation_anomalies
 from ..registry import register_method
 from .conv_head import ConvDiscriminator, ConvHead, adapt_maps
 from .networks import (
@@ -106,18 +107,23 @@ class SimpleNet(AnomalyModel):
       ``blur_sigma`` 4 and ``image_score`` "map_max" (max of the blurred map; "patch_max"
       takes the max of the raw patch scores, as the official code does).
     Model selection (ours, docs/protocol.md#model-selection): ``val_fraction`` of the normal training images is
-    held out (0 disables validation: train ``epochs``, keep the last), each gets
-    ``val_anomalies_per_image`` synthetic anomalies of ``val_kinds`` (``defectkit.synth``
-    generators; ``("builtin",)`` uses ``synth.validation.builtin_anomalies``); every ``val_every`` epochs the model
-    is scored on them, the best epoch's weights are kept, and training stops after
-    ``patience`` validations without improvement (0: never stop early).
+    held out (0 disables validation: train ``epochs``, keep the last) and anomalies are made
+    from them by ``val_split`` (``models.components.validation_split``): "suite" (default) the
+    shared ``synth.validation_suite``, ``val_anomalies_per_image`` per family (at least 24;
+    ``val_textures`` the DTD folder of its texture family, None: the default one), with
+    per-family metrics of the kept epoch in ``fit_info_["val_families"]``; "own"
+    ``val_anomalies_per_image`` anomalies per image of ``val_kinds`` (``defectkit.synth``
+    generators; ``("builtin",)`` uses ``synth.validation.builtin_anomalies``). Every ``val_every``
+    epochs the model is scored on them, the best epoch's weights are kept, and training stops
+    after ``patience`` validations without improvement (0: never stop early).
 
     Learned state: ``adaptor_``, ``discriminator_``, ``feature_mean_`` / ``feature_scale_``.
     """
 
     method = "simplenet"
-    # files saved before the aggregation option existed used the 3x3 mean
-    legacy_params = {"aggregation": "mean"}
+    # files saved before the aggregation option existed used the 3x3 mean; files saved before
+    # val_split existed chose their epoch on val_kinds ("own")
+    legacy_params = {"aggregation": "mean", "val_split": "own"}
 
     def __init__(
         self,
@@ -143,6 +149,8 @@ class SimpleNet(AnomalyModel):
         val_fraction: float = 0.15,
         val_anomalies_per_image: int = 2,
         val_kinds: Tuple[str, ...] = ("hoa", "cutpaste", "cutpaste_scar"),
+        val_split: str = "suite",
+        val_textures: Optional[str] = None,
         val_every: int = 1,
         patience: int = 20,
         blur_sigma: float = 4.0,
@@ -172,6 +180,8 @@ class SimpleNet(AnomalyModel):
         self.val_fraction = val_fraction
         self.val_anomalies_per_image = val_anomalies_per_image
         self.val_kinds = val_kinds
+        self.val_split = val_split
+        self.val_textures = val_textures
         self.val_every = val_every
         self.patience = patience
         self.blur_sigma = blur_sigma
@@ -188,6 +198,7 @@ class SimpleNet(AnomalyModel):
         if self.image_score not in IMAGE_SCORES:
             raise ValueError(f"image_score must be one of {IMAGE_SCORES}, got {self.image_score!r}")
         check_loop_params(self)
+        check_val_split(self.val_split)
         if self.feature_batch_size < 2:
             raise ValueError(f"feature_batch_size must be >= 2, got {self.feature_batch_size}")
         check_aggregation(self.aggregation, self.embed_dim)
@@ -284,9 +295,13 @@ class SimpleNet(AnomalyModel):
         copy of them, while the training vectors are not yet allocated (``_fit`` builds
         this first)."""
         images, _, _ = load_images(val_paths, self.preprocess, on_error="raise")
-        anomalies, anomaly_masks, self.fit_info_["val_synthesis"] = self._validation_anomalies(images)
+        made = self.validation_anomalies(images)
+        made.record(self.fit_info_)
         del images
+        anomalies, anomaly_masks = made.images, made.masks
         n_normal, n_total = len(val_paths), len(val_paths) + len(anomalies)
+        families = made.row_families(n_normal)
+        del made
         feats: Optional[torch.Tensor] = None
 
         def write(row: int, part: torch.Tensor) -> None:
@@ -308,9 +323,21 @@ class SimpleNet(AnomalyModel):
             "feats": feats.to(self.device_),
             "labels": np.r_[np.zeros(n_normal, int), np.ones(n_total - n_normal, int)],
             "masks": masks.numpy(),
+            "families": families,
         }
 
-    def _validation_anomalies(self, images: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor, str]:
+    def validation_anomalies(self, images: torch.Tensor) -> ValidationAnomalies:
+        """The ``val_split`` anomalies made from held-out normal ``images`` (the suite, or :meth:`_own_anomalies`)."""
+        return validation_anomalies(
+            images,
+            self.val_split,
+            lambda: self._own_anomalies(images),
+            self.val_anomalies_per_image,
+            seed=self.seed + 1,
+            textures=self.val_textures,
+        )
+
+    def _own_anomalies(self, images: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor, str]:
         """``val_anomalies_per_image`` synthetic anomalies per held-out image -> (images, bool masks, source).
 
         ``val_kinds`` are generators of the synthesis library (``synth.validation.library_anomalies``);
@@ -325,7 +352,7 @@ class SimpleNet(AnomalyModel):
         return library_anomalies(images, self.val_anomalies_per_image, self._val_kinds, self.seed + 1)
 
     @torch.no_grad()
-    def _validate(self, val: Dict[str, Any]) -> Dict[str, float]:
+    def _validate(self, val: Dict[str, Any], per_family: bool = False) -> Any:
         self.discriminator_.eval()
         head = self._fused_head()
         scores, maps = [], []
@@ -334,9 +361,8 @@ class SimpleNet(AnomalyModel):
             scores.append(sc.cpu())
             maps.append(subsample(mp[:, 0]).cpu())
         self.discriminator_.train()
-        return validation_scores(
-            val["labels"], torch.cat(scores).numpy(), subsample(val["masks"]), torch.cat(maps).numpy()
-        )
+        rows = (val["labels"], torch.cat(scores).numpy(), subsample(val["masks"]), torch.cat(maps).numpy())
+        return family_scores(*rows, val["families"]) if per_family else validation_scores(*rows)
 
     def _fit(self, paths: List[Path], progress: bool) -> None:
         t0 = time.perf_counter()
@@ -464,6 +490,8 @@ class SimpleNet(AnomalyModel):
             desc="simplenet",
             progress=progress,
         )
+        if val is not None and val.get("families") is not None:  # the kept epoch, family by family
+            info["val_families"] = self._validate(val, per_family=True)
         self.adaptor_.eval()
         self.discriminator_.eval()
         self.__dict__.pop("_head", None)
