@@ -79,6 +79,11 @@ def main(argv=None) -> int:
     parser.add_argument("--data", required=True, help="category folder (its train/ side only is read)")
     parser.add_argument("--seeds", nargs="+", type=int, default=[0])
     parser.add_argument("--candidates", nargs="+", default=["{}"], help="JSON dicts of SimpleNet parameters")
+    parser.add_argument(
+        "--common",
+        default="{}",
+        help="JSON dict of SimpleNet parameters for the features and every candidate (e.g. the validation split)",
+    )
     parser.add_argument("--backbone", default="efficientnet_lite0")
     parser.add_argument("--image-size", type=int, default=256)
     parser.add_argument("--no-replay", action="store_true", help="skip the post-hoc blur / image score grid")
@@ -86,7 +91,7 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    common = dict(backbone=args.backbone, image_size=args.image_size, device="cpu")
+    common = dict(backbone=args.backbone, image_size=args.image_size, device="cpu", **json.loads(args.common))
     category = Path(args.data).name
     n_train = len(training_paths(load_dataset(args.data)))
     rows = []

@@ -58,6 +58,26 @@ def test_noise_is_seeded_gaussian():
     assert abs(a.mean().item()) < 1e-3
 
 
+def test_noise_levels_give_each_vector_one_of_k_stds():
+    q = torch.zeros(3000, 4000)
+    one = add_gaussian_noise(q, 0.015, torch.Generator().manual_seed(3))
+    assert torch.equal(add_gaussian_noise(q, 0.015, torch.Generator().manual_seed(3), levels=1), one)
+    mixed = add_gaussian_noise(q, 0.015, torch.Generator().manual_seed(3), levels=3)
+    row_std = mixed.std(dim=1)
+    levels = torch.tensor([0.015 * 1.1**k for k in range(3)])
+    nearest = (row_std[:, None] - levels[None]).abs().argmin(dim=1)
+    assert torch.allclose(row_std, levels[nearest], rtol=0.05)
+    counts = torch.bincount(nearest, minlength=3)
+    assert counts.min() > 800  # about 1000 rows per level
+
+
+def test_noise_levels_per_location_of_maps():
+    maps = torch.zeros(2, 3000, 5, 5)
+    mixed = add_gaussian_noise(maps, 0.015, torch.Generator().manual_seed(0), levels=2)
+    per_location = mixed.std(dim=1).flatten()
+    assert {round(v / 0.015, 1) for v in per_location.tolist()} == {1.0, 1.1}
+
+
 def test_discriminator_architecture_and_fused_head():
     g = torch.Generator().manual_seed(0)
     adaptor, disc = Adaptor(6), Discriminator(6, 5, 0.2)

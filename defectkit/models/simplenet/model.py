@@ -85,7 +85,9 @@ class SimpleNet(AnomalyModel):
       ``stage_balance`` True: every stage weighs the same, as the official code's
       resampling of each stage to one channel count does (``features.stage_balance_weights``;
       a no-op with "adaptive", whose stages all have ``embed_dim`` values);
-      ``noise_std`` 0.015: std of the Gaussian anomalous-feature noise;
+      ``noise_std`` 0.015: std of the Gaussian anomalous-feature noise; ``noise_levels`` 1:
+      with K > 1 each feature vector's std is ``noise_std`` x 1.1^k, k uniform in 0..K-1
+      (the official code's ``mix_noise``, whose MVTec runs use 1);
       ``feature_std`` 0.03 and ``feature_norm`` "global" (ours, see below): the frozen
       features are centred and multiplied by one factor so that their RMS per-dimension
       std is ``feature_std`` ("per_dim": every dimension gets that std; None: raw
@@ -135,6 +137,7 @@ class SimpleNet(AnomalyModel):
         feature_std: Optional[float] = 0.03,
         feature_norm: str = "global",
         noise_std: float = 0.015,
+        noise_levels: int = 1,
         th_pos: float = 0.5,
         th_neg: float = -0.5,
         disc_hidden: Optional[int] = None,
@@ -166,6 +169,7 @@ class SimpleNet(AnomalyModel):
         self.feature_std = feature_std
         self.feature_norm = feature_norm
         self.noise_std = noise_std
+        self.noise_levels = noise_levels
         self.th_pos = th_pos
         self.th_neg = th_neg
         self.disc_hidden = disc_hidden
@@ -207,6 +211,7 @@ class SimpleNet(AnomalyModel):
             self,
             feature_std="> 0",
             noise_std="> 0",
+            noise_levels=">= 1",
             disc_hidden=">= 1",
             disc_layers=">= 1",
             leaky_slope=">= 0",
@@ -461,7 +466,7 @@ class SimpleNet(AnomalyModel):
                 q = adapt_maps(self.adaptor_, maps[batch])
             else:
                 q = self.adaptor_(vectors[batch])
-            q_fake = add_gaussian_noise(q, self.noise_std, gen)
+            q_fake = add_gaussian_noise(q, self.noise_std, gen, self.noise_levels)
             d = self.discriminator_(torch.cat([q, q_fake]))
             return d[: len(q)], d[len(q) :]
 

@@ -148,6 +148,10 @@ class FusedHead:
 # --------------------------------------------------------------------------- loss
 
 
+#: ratio between successive noise levels of ``add_gaussian_noise`` (the official ``mix_noise``)
+NOISE_LEVEL_STEP = 1.1
+
+
 def truncated_l1_loss(
     normal_scores: torch.Tensor, anomalous_scores: torch.Tensor, th_pos: float = 0.5, th_neg: float = -0.5
 ) -> torch.Tensor:
@@ -161,7 +165,18 @@ def truncated_l1_loss(
     return torch.clamp(th_pos - normal_scores, min=0).mean() + torch.clamp(anomalous_scores - th_neg, min=0).mean()
 
 
-def add_gaussian_noise(features: torch.Tensor, std: float, generator: torch.Generator) -> torch.Tensor:
-    """Anomalous feature generator: ``q- = q + eps``, eps_i ~ N(0, std^2) i.i.d. (paper eq. 6)."""
+def add_gaussian_noise(
+    features: torch.Tensor, std: float, generator: torch.Generator, levels: int = 1, step: float = NOISE_LEVEL_STEP
+) -> torch.Tensor:
+    """Anomalous feature generator: ``q- = q + eps``, eps_i ~ N(0, std^2) i.i.d. (paper eq. 6).
+
+    With ``levels`` K > 1, every feature vector (each row of N x C, each location of B x C x H x W)
+    draws its own std from std * step^k, k uniform in 0..K-1 (the official code's ``mix_noise``,
+    step 1.1): anomalies at several distances from the normal features, not one shell. K = 1
+    draws no level and gives exactly the single-std noise."""
     noise = torch.randn(features.shape, generator=generator, device=generator.device, dtype=features.dtype)
+    if levels > 1:
+        shape = (features.shape[0], 1, *features.shape[2:])
+        k = torch.randint(0, levels, shape, generator=generator, device=generator.device)
+        noise = noise * torch.pow(step, k.to(noise.dtype))
     return features + std * noise.to(features.device)
