@@ -40,6 +40,7 @@ from ...synth.validation_suite import suite_anomalies
 from ...utils.images import to_uint8
 from ..base import AnomalyModel
 from ..components.bounds import check_bounds
+from ..components.probability import probability
 from ..components.training import check_loop_params, train_epochs
 from ..components.validation import VAL_SPLITS, family_scores, subsample, validation_scores
 from ..registry import register_method
@@ -250,9 +251,10 @@ class RealNet(AnomalyModel):
         """Selected features -> (image scores, B x 1 x S x S maps of P(anomalous)).
 
         P(anomalous) = softmax(logits)[1] = sigmoid(l_1 - l_0); the discriminator gives the
-        difference directly (``anomaly_logit``), one channel instead of two logits."""
+        difference directly (``anomaly_logit``), one channel instead of two logits; its sigmoid is
+        taken by ``components.probability`` (exact for tiny probabilities in ONNX Runtime too)."""
         _, x = self._reconstruct(feats)
-        maps = torch.sigmoid(self.discriminator_.anomaly_logit(x, self.preprocess.output_size))
+        maps = probability(self.discriminator_.anomaly_logit(x, self.preprocess.output_size))
         if self.blur_sigma > 0:
             maps = gaussian_blur(maps, self.blur_sigma)
         return maps.flatten(1).amax(dim=1), maps
