@@ -39,6 +39,7 @@ from ...utils.images import to_uint8
 from ...utils.resize import resize_bilinear
 from ..base import AnomalyModel
 from ..components.bounds import check_bounds
+from ..components.probability import probability
 from ..components.training import check_loop_params, train_epochs
 from ..components.validation import family_scores, subsample, validation_scores
 from ..components.validation_split import ValidationAnomalies, check_val_split, validation_anomalies
@@ -236,7 +237,7 @@ class PRN(AnomalyModel):
         return resize_bilinear(self.network_(xs, res), (size, size))
 
     def _score(self, feats: Dict[int, torch.Tensor]) -> Tuple[torch.Tensor, torch.Tensor]:
-        maps = torch.sigmoid(self._logits(feats))
+        maps = probability(self._logits(feats))  # sigmoid, exact for tiny values in every engine
         return top_k_mean(maps, self.top_k), maps
 
     def map_image_scores(self, maps: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:

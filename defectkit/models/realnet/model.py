@@ -39,6 +39,7 @@ from ...synth.validation import mixed_generator
 from ...utils.images import to_uint8
 from ..base import AnomalyModel
 from ..components.bounds import check_bounds
+from ..components.probability import probability
 from ..components.training import check_loop_params, train_epochs
 from ..components.validation import family_scores, subsample, validation_scores
 from ..components.validation_split import ValidationAnomalies, check_val_split, validation_anomalies
@@ -253,9 +254,10 @@ class RealNet(AnomalyModel):
         """Selected features -> (image scores, B x 1 x S x S maps of P(anomalous)).
 
         P(anomalous) = softmax(logits)[1] = sigmoid(l_1 - l_0); the discriminator gives the
-        difference directly (``anomaly_logit``), one channel instead of two logits."""
+        difference directly (``anomaly_logit``), one channel instead of two logits; its sigmoid is
+        taken by ``components.probability`` (exact for tiny probabilities in ONNX Runtime too)."""
         _, x = self._reconstruct(feats)
-        maps = torch.sigmoid(self.discriminator_.anomaly_logit(x, self.preprocess.output_size))
+        maps = probability(self.discriminator_.anomaly_logit(x, self.preprocess.output_size))
         if self.blur_sigma > 0:
             maps = gaussian_blur(maps, self.blur_sigma)
         return maps.flatten(1).amax(dim=1), maps
