@@ -110,3 +110,34 @@ def test_conv_of_upsampled_equals_conv_after_upsampling():
     want = F.conv2d(F.interpolate(coarse, size=size, mode="bilinear", align_corners=False), weight, padding=1)
     ops = (shifted_upsamplers(5, 20, coarse), shifted_upsamplers(7, 21, coarse).t())
     assert torch.allclose(conv3x3_of_upsampled(coarse, weight, size, ops), want, atol=1e-5, rtol=1e-5)
+
+
+def test_blocked_conv_discriminator_scores_like_the_original():
+    """RealNet's decoder on zero-padded channels: the same logits and anomaly logits, for a width
+    that needs padding (29 -> 32) and one that does not (32)."""
+    from defectkit.models.realnet.conv_decoder import ConvDiscriminator
+    from defectkit.models.realnet.export_forms import BlockedConvDiscriminator, blocked_width
+
+    for channels in (29, 32):
+        torch.manual_seed(channels)
+        net = _randomised(ConvDiscriminator(channels))
+        x = torch.rand(2, channels, 12, 12)
+        with torch.no_grad():
+            want = (net(x, 48), net.anomaly_logit(x, 48))
+            rewritten = copy.deepcopy(net)
+            assert rewrite_modules(rewritten, rewrites_for("realnet")) == ["ConvDiscriminator"]
+            got = (rewritten(x, 48), rewritten.anomaly_logit(x, 48))
+        assert type(rewritten) is BlockedConvDiscriminator and type(net) is ConvDiscriminator
+        assert blocked_width(channels) == 32
+        for g, w in zip(got, want):
+            assert g.shape == w.shape and torch.allclose(g, w, atol=1e-5, rtol=1e-5)
+
+
+def test_blocked_width_pads_to_the_next_multiple_of_16():
+    from defectkit.models.realnet.export_forms import blocked_width, zero_padded
+
+    assert [blocked_width(c) for c in (1, 16, 17, 29, 48)] == [16, 16, 32, 32, 48]
+    w = torch.randn(5, 3, 3, 3)
+    padded = zero_padded(w, 2, 4)
+    assert padded.shape == (9, 5, 3, 3)
+    assert torch.equal(padded[:5, :3], w) and padded[5:].abs().sum() == 0 and padded[:, 3:].abs().sum() == 0

@@ -14,6 +14,7 @@ from typing import Any, Dict
 import numpy as np
 
 from .. import __version__
+from ..utils.cpu import cpu_description
 
 
 def peak_rss_mb() -> float:
@@ -51,5 +52,6 @@ def environment_info(device: Any = None) -> Dict[str, Any]:
         "python_version": platform.python_version(),
         "machine": machine,
         "cpu_count": cpus,
+        "cpu": cpu_description(),
         "gpu": gpu,
     }

@@ -37,6 +37,8 @@ from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
+from ..utils.cpu import cpu_description
+
 PathLike = Union[str, Path]
 #: graph calls per timed pass (at batch 8: 64 images)
 CALLS_PER_PASS = 8
@@ -118,7 +120,7 @@ class SpeedResult:
         )
         tail = (
             f"\n\nLoad average at start {env.get('load_start')}, at end {env.get('load_end')}; "
-            f"{env.get('machine')}; onnxruntime {env.get('onnxruntime')}, torch {env.get('torch', '-')}, "
+            f"{env.get('machine')}; CPU {env.get('cpu', '-')}; onnxruntime {env.get('onnxruntime')}, torch {env.get('torch', '-')}, "
             f"defectkit {env.get('defectkit')}; {env.get('date')}.\n"
         )
         return head + "\n".join(rows) + tail
@@ -246,6 +248,7 @@ def measure_speed(
         "onnxruntime": onnxruntime.__version__,
         "defectkit": __version__,
         "machine": f"{platform.platform()}; {os.cpu_count()} CPUs",
+        "cpu": cpu_description(),
         "python": platform.python_version(),
         "date": _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
     }

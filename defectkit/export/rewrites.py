@@ -27,8 +27,9 @@ def _method_rewrites() -> Dict[str, Callable[[], Rewrites]]:
     """Methods with export forms (``models/<method>/export_forms.py``); the others have none."""
     from ..models.mlff.export_forms import rewrites as mlff
     from ..models.prn.export_forms import rewrites as prn
+    from ..models.realnet.export_forms import rewrites as realnet
 
-    return {"prn": prn, "mlff": mlff}
+    return {"prn": prn, "mlff": mlff, "realnet": realnet}
 
 
 def rewrites_for(method: str) -> Rewrites:
