@@ -69,9 +69,13 @@ class ConvDiscriminator(nn.Module):
             nn.Conv2d(4, 2, 3, padding=1),
         )
 
+    def _decoded(self, x: torch.Tensor) -> torch.Tensor:
+        """The residual blocks and the decoding convolutions, at the input grid."""
+        return self.decode(self.residual(x))
+
     def _features(self, x: torch.Tensor) -> torch.Tensor:
         """Everything before the last (2-logit) convolution."""
-        x = self.decode(self.residual(x))
+        x = self._decoded(x)
         x = resize_bilinear(x, (2 * x.shape[-2], 2 * x.shape[-1]))
         return self.classify[:-1](x)
 

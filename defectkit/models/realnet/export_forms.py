@@ -24,7 +24,6 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ...utils.resize import resize_bilinear
 from .conv_decoder import ConvDiscriminator, ResidualBlock
 
 #: channel multiple ONNX Runtime's blocked convolutions need (16 covers AVX2's 8 and AVX-512's 16)
@@ -58,15 +57,12 @@ def _padded_block(block: ResidualBlock, x: torch.Tensor, extra: int) -> torch.Te
 class BlockedConvDiscriminator(ConvDiscriminator):
     """``ConvDiscriminator`` on residuals zero-padded to a multiple of 16 channels (module docstring)."""
 
-    def _features(self, x: torch.Tensor) -> torch.Tensor:
+    def _decoded(self, x: torch.Tensor) -> torch.Tensor:
         extra = blocked_width(x.shape[1]) - x.shape[1]
         x = F.pad(x, (0, 0, 0, 0, 0, extra))
         for layer in self.residual:
             x = _padded_block(layer, x, extra) if isinstance(layer, ResidualBlock) else layer(x)
-        x = _conv(self.decode[0], x, extra, 0)
-        x = self.decode[1:](x)
-        x = resize_bilinear(x, (2 * x.shape[-2], 2 * x.shape[-1]))
-        return self.classify[:-1](x)
+        return self.decode[1:](_conv(self.decode[0], x, extra, 0))
 
 
 def rewrites():
